@@ -1,0 +1,1 @@
+"""The `blast` command line: a thin Typer layer over blast_core."""

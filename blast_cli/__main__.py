@@ -1,0 +1,3 @@
+from blast_cli.main import main
+
+main()

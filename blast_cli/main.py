@@ -1,0 +1,41 @@
+"""`blast`: the command-line entry point. Each command parses its options and calls blast_core."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from blast_cli import config_cmd
+from blast_core.errors import BlastError
+
+app = typer.Typer(
+    name="blast",
+    help="Run, resume and report the BLAST ablation ladder (DreamerV2 -> BLAST).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        rc = app(standalone_mode=False)
+    except BlastError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+    sys.exit(rc if isinstance(rc, int) else 0)

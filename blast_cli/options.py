@@ -1,0 +1,20 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Env = Annotated[str, typer.Option("--env", "-e", help="minigrid:VARIANT or dmc:DOMAIN_TASK.")]
+Rung = Annotated[
+    str,
+    typer.Option(
+        "--rung", "-r", help="dv2, no_recon, stop_grad, target, bn, ar_prior or latent_only."
+    ),
+]
+Preset = Annotated[str, typer.Option("--preset", "-p", help="paper, cpu or tiny.")]
+Set = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key: --set rssm.stoch=8 (repeatable)."),
+]

@@ -1,0 +1,619 @@
+"""Typed, frozen configuration: defaults (DreamerV2), env-family presets, and the BLAST ladder.
+
+A config is resolved in this order, each step a small named delta on the one before:
+
+    Config() (DreamerV2 defaults, spec §2.7)
+      -> FAMILY[family]          paper values for MiniGrid or DMC (paper A.2 + spec §3.1)
+      -> PRESETS[preset]         sizes: `paper` (none), `cpu` (learns within ~1 h on 2 cores), `tiny`
+      -> RUNGS[r] for r in the ladder up to the requested rung (cumulative)
+      -> --set key=value overrides
+
+Every BLAST switch defaults to off, so `Config()` with the DV2 rung is DreamerV2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from blast_core.errors import BlastError
+
+
+class ConfigError(BlastError, ValueError):
+    """A bad env id, rung, preset, key or value. Its message is one line, meant for the user."""
+
+
+Norm = Literal["none", "batch"]
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = "minigrid:unmodified"
+    """Environment id: `minigrid:VARIANT` or `dmc:DOMAIN_TASK`."""
+    action_repeat: int = 1
+    """Agent steps repeat each action this many times; rewards are summed (DMC: 2)."""
+    size: int = 64
+    """Observation side in pixels; observations are (size, size, 3) uint8."""
+    time_limit: int = 100
+    """Agent steps per episode (MiniGrid: the paper's fixed horizon; DMC: 1000 frames / repeat)."""
+    video: str = ""
+    """Background video file for MiniGrid's video variants; empty means the procedural video."""
+    matting: Literal["pixel", "channel"] = "pixel"
+    """Background mask: pixels black in all channels, or the official code's per-channel quirk."""
+
+    @property
+    def family(self) -> str:
+        return self.id.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    depth: int = 48
+    """Channels of the first convolution; each of the next doubles it."""
+    kernels: tuple[int, ...] = (4, 4, 4, 4)
+    """Kernel size of each stride-2 'valid' convolution."""
+    norm: Norm = "none"
+    """Normalisation after each convolution, before ELU (+BN sets `batch`)."""
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    depth: int = 48
+    """Channels of the last transposed convolution; earlier ones double it."""
+    kernels: tuple[int, ...] = (5, 5, 6, 6)
+    """Kernel size of each stride-2 transposed convolution."""
+
+
+@dataclass(frozen=True)
+class RSSMConfig:
+    hidden: int = 1024
+    """Units of the RSSM's hidden dense layers."""
+    deter: int = 1024
+    """Size of the deterministic state h (the LayerNorm GRU)."""
+    stoch: int = 32
+    """Number of categorical latent variables in z."""
+    discrete: int = 32
+    """Classes per categorical latent variable."""
+    ar_steps: int = 1
+    """Groups the prior samples one after another (+AR); 1 is DreamerV2's independent prior."""
+    obs_out_norm: Norm = "none"
+    """Normalisation of the posterior's hidden layer, per time step (+BN sets `batch`)."""
+
+    @property
+    def feat(self) -> int:
+        """Size of feat = concat(z flattened, h)."""
+        return self.stoch * self.discrete + self.deter
+
+    def __post_init__(self) -> None:
+        if self.ar_steps < 1 or self.stoch % self.ar_steps:
+            raise ConfigError(
+                f"rssm.ar_steps={self.ar_steps} must be >= 1 and divide rssm.stoch={self.stoch}"
+            )
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    layers: int = 4
+    """Hidden layers."""
+    units: int = 400
+    """Units per hidden layer."""
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    layers: int = 4
+    """Hidden layers."""
+    units: int = 400
+    """Units per hidden layer."""
+    dist: Literal["auto", "onehot", "trunc_normal"] = "auto"
+    """Action distribution; auto: onehot for discrete actions, trunc_normal for continuous."""
+    grad: Literal["auto", "reinforce", "dynamics", "both"] = "auto"
+    """Actor gradient; auto: reinforce for discrete actions, dynamics for continuous."""
+    grad_mix: float = 0.1
+    """Weight of the dynamics term when grad is `both`."""
+    ent: float = 2e-3
+    """Entropy bonus scale (eta)."""
+    min_std: float = 0.1
+    """Lower bound of the truncated normal's scale."""
+    init_std: float = 0.0
+    """Offset of the scale's pre-activation."""
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    layers: int = 4
+    """Hidden layers."""
+    units: int = 400
+    """Units per hidden layer."""
+    slow_update: int = 100
+    """Copy the critic into the slow critic every this many updates (update 0 included)."""
+    slow_fraction: float = 1.0
+    """Fraction mixed in at each copy (1.0: a hard copy)."""
+
+
+@dataclass(frozen=True)
+class OptConfig:
+    lr: float = 1e-4
+    """Adam learning rate."""
+    eps: float = 1e-5
+    """Adam epsilon."""
+    clip: float = 100.0
+    """Global gradient-norm clip of this optimiser's parameters."""
+    wd: float = 1e-6
+    """Decoupled weight decay: every parameter is scaled by (1 - wd) before each step."""
+
+
+@dataclass(frozen=True)
+class KLConfig:
+    balance: float = 0.8
+    """alpha: weight of KL(sg(post) || prior); 1 - alpha trains the posterior (+SG sets 1.0)."""
+    free: float = 0.0
+    """Free nats: each KL term is clamped below at this value."""
+    free_avg: bool = True
+    """Clamp after averaging over batch and time (DreamerV2) rather than per element."""
+
+
+@dataclass(frozen=True)
+class LossScales:
+    kl: float = 1.0
+    """Scale of the KL loss."""
+    reward: float = 1.0
+    """Scale of the reward head's negative log-likelihood."""
+    discount: float = 1.0
+    """Scale of the discount head's negative log-likelihood."""
+    image: float = 1.0
+    """Scale of the decoder's negative log-likelihood."""
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    use: bool = False
+    """Use a target encoder whose posterior is the KL target (+EMA)."""
+    ema: float = 1.0
+    """tau: target <- tau * target + (1 - tau) * online after each model step (+EMA: 0.99)."""
+    input_p: float = 0.0
+    """Fraction of the batch (its last sequences) whose posterior chain uses the target encoder."""
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    capacity: int = 2_000_000
+    """Steps kept on disk; the oldest episodes are dropped first."""
+    minlen: int = 50
+    """Episodes shorter than this are not stored."""
+    prioritize_ends: bool = True
+    """Oversample windows that end at the episode's end (DreamerV2's MiniGrid default)."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    batch: int = 16
+    """Sequences per batch (B)."""
+    length: int = 50
+    """Steps per sequence (T)."""
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    steps: int = 100_000_000
+    """Agent steps of the run, prefill included."""
+    prefill: int = 10_000
+    """Agent steps with a uniform random policy before training."""
+    pretrain: int = 1
+    """Updates right after prefill."""
+    train_every: int = 5
+    """One update every this many agent steps."""
+    eval_every: int = 100_000
+    """Agent steps between greedy evaluations."""
+    eval_eps: int = 1
+    """Episodes per evaluation."""
+    log_every: int = 1_000
+    """Agent steps between training-metric rows."""
+    checkpoint_every: int = 10_000
+    """Agent steps between checkpoints."""
+
+
+@dataclass(frozen=True)
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """The environment."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """The convolutional image encoder."""
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    """The image decoder (a stop-gradient probe when `decoder` is not in grad_heads)."""
+    rssm: RSSMConfig = field(default_factory=RSSMConfig)
+    """The recurrent state-space model."""
+    heads: MLPConfig = field(default_factory=MLPConfig)
+    """The reward and discount heads."""
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    """The policy."""
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    """The value function."""
+    model_opt: OptConfig = field(default_factory=lambda: OptConfig(lr=1e-4))
+    """World-model optimiser (also used, as a separate instance, by the probe decoder)."""
+    actor_opt: OptConfig = field(default_factory=lambda: OptConfig(lr=8e-5))
+    """Actor optimiser."""
+    critic_opt: OptConfig = field(default_factory=lambda: OptConfig(lr=2e-4))
+    """Critic optimiser."""
+    kl: KLConfig = field(default_factory=KLConfig)
+    """KL balancing and free nats."""
+    loss_scales: LossScales = field(default_factory=LossScales)
+    """Weights of the world-model loss terms."""
+    grad_heads: tuple[str, ...] = ("decoder", "reward", "discount")
+    """Heads whose loss reaches encoder and RSSM; the others train on stop-gradient features."""
+    pred_discount: bool = True
+    """Learn a discount head; without it imagination uses the constant `discount`."""
+    clip_rewards: Literal["tanh", "identity"] = "tanh"
+    """Transform of rewards before the reward head is trained on them."""
+    target: TargetConfig = field(default_factory=TargetConfig)
+    """The EMA target encoder (+EMA)."""
+    imag_horizon: int = 15
+    """H: imagined steps per start state."""
+    discount: float = 0.99
+    """gamma."""
+    discount_lambda: float = 0.95
+    """lambda of the lambda-return."""
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    """The on-disk episode replay."""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    """Training batches."""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    """When to act, train, evaluate and checkpoint."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.grad_heads) - {"decoder", "reward", "discount"}
+        if unknown:
+            raise ConfigError(f"grad_heads: unknown head(s) {sorted(unknown)}")
+        if not 0.0 <= self.target.input_p <= 1.0:
+            raise ConfigError(f"target.input_p={self.target.input_p} must lie in [0, 1]")
+        if not 0.0 <= self.kl.balance <= 1.0:
+            raise ConfigError(f"kl.balance={self.kl.balance} must lie in [0, 1]")
+
+
+# --- deltas --------------------------------------------------------------------------------------
+
+# A delta maps dotted keys to values, or to functions of the config it is applied to.
+Delta = Mapping[str, Any]
+
+FAMILIES = ("minigrid", "dmc")
+
+FAMILY: dict[str, Delta] = {
+    # Paper A.2 "Gym-MiniGrid" plus the official code's minigrid-repeat block (spec §3.1).
+    "minigrid": {
+        "env.action_repeat": 1,
+        "env.time_limit": 100,
+        "schedule.steps": 50_000,
+        "schedule.prefill": 10_000,
+        "schedule.train_every": 1,
+        "schedule.eval_every": 2_500,
+        "schedule.eval_eps": 5,
+        "schedule.log_every": 500,
+        "schedule.checkpoint_every": 2_500,
+        "pred_discount": False,
+        "grad_heads": ("decoder", "reward"),
+        "rssm.hidden": 600,
+        "rssm.deter": 600,
+        "rssm.stoch": 16,
+        "rssm.discrete": 64,
+        "actor.dist": "onehot",
+        "actor.grad": "reinforce",
+        "actor.grad_mix": 0.0,
+        "actor.ent": 0.1,
+        "model_opt.lr": 4e-4,
+        "actor_opt.lr": 8e-5,
+        "critic_opt.lr": 1e-4,
+        "discount": 0.99,
+        "loss_scales.kl": 0.1,
+        "loss_scales.reward": 100.0,
+        "clip_rewards": "tanh",
+    },
+    # Paper A.2 "DMC" plus DreamerV2's dmc_vision block (spec §2.7, §5).
+    "dmc": {
+        "env.action_repeat": 2,
+        "env.time_limit": 500,
+        "schedule.steps": 1_000_000,
+        "schedule.prefill": 1_000,
+        "schedule.pretrain": 100,
+        "schedule.train_every": 5,
+        "schedule.eval_every": 10_000,
+        "schedule.eval_eps": 1,
+        "schedule.log_every": 1_000,
+        "schedule.checkpoint_every": 10_000,
+        "pred_discount": False,
+        "grad_heads": ("decoder", "reward"),
+        "rssm.hidden": 200,
+        "rssm.deter": 200,
+        "rssm.stoch": 8,
+        "rssm.discrete": 64,
+        "actor.dist": "trunc_normal",
+        "actor.grad": "dynamics",
+        "actor.ent": 1e-4,
+        "model_opt.lr": 3e-4,
+        "actor_opt.lr": 8e-5,
+        "critic_opt.lr": 8e-5,
+        "kl.free": 1.0,
+        "clip_rewards": "identity",
+        "replay.prioritize_ends": False,
+    },
+}
+
+PRESETS: dict[str, Delta] = {
+    "paper": {},
+    # Reduced until a run fits about an hour on 2 CPU cores (docs/results.md documents each cut):
+    # a 4x narrower CNN, a 10x smaller RSSM and heads, and 8 x 16 batches.
+    "cpu": {
+        "encoder.depth": 16,
+        "decoder.depth": 16,
+        "rssm.hidden": 64,
+        "rssm.deter": 64,
+        "rssm.stoch": 8,
+        "rssm.discrete": 8,
+        "heads.units": 128,
+        "heads.layers": 2,
+        "actor.units": 128,
+        "actor.layers": 2,
+        "critic.units": 128,
+        "critic.layers": 2,
+        "dataset.batch": 8,
+        "dataset.length": 16,
+        "replay.minlen": 16,
+        "schedule.steps": 50_000,
+        "schedule.prefill": 2_500,
+        "schedule.train_every": 5,
+    },
+    # Every size shrunk so one update takes milliseconds: tests and demos.
+    "tiny": {
+        "encoder.depth": 4,
+        "decoder.depth": 4,
+        "rssm.hidden": 16,
+        "rssm.deter": 16,
+        "rssm.stoch": 4,
+        "rssm.discrete": 4,
+        "heads.units": 16,
+        "heads.layers": 1,
+        "actor.units": 16,
+        "actor.layers": 1,
+        "critic.units": 16,
+        "critic.layers": 1,
+        "critic.slow_update": 4,
+        "imag_horizon": 4,
+        "dataset.batch": 4,
+        "dataset.length": 8,
+        "replay.minlen": 8,
+        "replay.capacity": 100_000,
+        "schedule.steps": 400,
+        "schedule.prefill": 200,
+        "schedule.pretrain": 1,
+        "schedule.train_every": 10,
+        "schedule.eval_every": 200,
+        "schedule.eval_eps": 1,
+        "schedule.log_every": 50,
+        "schedule.checkpoint_every": 100,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Rung:
+    id: str
+    label: str
+    """The paper's label."""
+    delta: Delta
+
+
+# The ladder (spec §3.1), cumulative: each rung adds its delta to every rung before it.
+LADDER: tuple[Rung, ...] = (
+    Rung("dv2", "DV2", {}),
+    Rung("no_recon", "−recon", {"grad_heads": lambda c: tuple(h for h in c.grad_heads
+                                                               if h != "decoder")}),
+    Rung("stop_grad", "+SG", {"kl.balance": 1.0}),
+    Rung("target", "+EMA", {"target.use": True, "target.ema": 0.99, "target.input_p": 0.5}),
+    Rung("bn", "+BN", {"encoder.norm": "batch", "rssm.obs_out_norm": "batch"}),
+    Rung("ar_prior", "+AR", {"rssm.ar_steps": lambda c: c.rssm.stoch}),
+)
+# Appendix A.3: BLAST learning from latent prediction alone (no reward or discount gradient).
+LATENT_ONLY = Rung("latent_only", "latent only", {"grad_heads": ()})
+
+RUNGS: dict[str, Rung] = {r.id: r for r in (*LADDER, LATENT_ONLY)}
+RUNG_IDS: tuple[str, ...] = tuple(RUNGS)
+LADDER_IDS: tuple[str, ...] = tuple(r.id for r in LADDER)
+
+
+def rung_chain(rung: str) -> list[Rung]:
+    """The rungs whose deltas make up `rung`, in order."""
+    if rung not in RUNGS:
+        raise ConfigError(f"unknown rung {rung!r}; valid: {', '.join(RUNG_IDS)}")
+    if rung == LATENT_ONLY.id:
+        return [*LADDER, LATENT_ONLY]
+    return list(LADDER[: LADDER_IDS.index(rung) + 1])
+
+
+# --- applying deltas -----------------------------------------------------------------------------
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check `value` (a Python value or a string from the command line) against a field's type."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin is tuple:
+        (item, _) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [v for v in value.strip("[]()").replace(" ", "").split(",") if v]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(key, v, item) for v in value)
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            number = float(value) if isinstance(value, str) else value
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+        if not isinstance(number, int | float) or int(number) != number:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(number)
+    if hint is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if hint is str:
+        return str(value)
+    raise ConfigError(f"{key}: cannot set a value of type {hint}")
+
+
+def _set(cfg: Any, path: list[str], value: Any, key: str) -> Any:
+    name, rest = path[0], path[1:]
+    hints = _field_types(type(cfg))
+    if name not in hints:
+        valid = ", ".join(f.name for f in dataclasses.fields(cfg))
+        raise ConfigError(f"unknown config key {key!r} ({name!r} is not one of: {valid})")
+    current = getattr(cfg, name)
+    if dataclasses.is_dataclass(current):
+        if not rest:
+            raise ConfigError(f"{key!r} is a section; set one of its keys, e.g. {key}.<name>")
+        return dataclasses.replace(cfg, **{name: _set(current, rest, value, key)})
+    if rest:
+        raise ConfigError(f"unknown config key {key!r} ({name!r} has no sub-keys)")
+    return dataclasses.replace(cfg, **{name: _coerce(key, value, hints[name])})
+
+
+def apply(cfg: Config, delta: Delta) -> Config:
+    """Apply a delta; callable values are evaluated on the config the delta is applied to."""
+    base = cfg
+    for key, value in delta.items():
+        if callable(value):
+            value = value(base)
+        cfg = _set(cfg, key.split("."), value, key)
+    return cfg
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`["rssm.stoch=8", ...]` -> `{"rssm.stoch": "8"}`; values are type-checked by `apply`."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def family_of(env_id: str) -> str:
+    family, sep, name = env_id.partition(":")
+    if not sep or family not in FAMILIES or not name:
+        raise ConfigError(
+            f"bad env id {env_id!r}: expected minigrid:VARIANT or dmc:DOMAIN_TASK"
+        )
+    return family
+
+
+def make_config(
+    env_id: str,
+    rung: str = "dv2",
+    preset: str = "paper",
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Resolve the config of one run. Raises ConfigError with a one-line message on bad input."""
+    family = family_of(env_id)
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    overrides = dict(overrides or {})
+    try:
+        cfg = apply(Config(env=EnvConfig(id=env_id)), FAMILY[family])
+        cfg = apply(cfg, PRESETS[preset])
+        # Overrides go in before the rungs too, so that a rung's derived values (ar_steps = stoch)
+        # follow an overridden size, and again after, so that an override always wins.
+        cfg = apply(cfg, overrides)
+        for r in rung_chain(rung):
+            cfg = apply(cfg, r.delta)
+        return apply(cfg, overrides)
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(str(e).splitlines()[0]) from None
+
+
+# --- serialisation -------------------------------------------------------------------------------
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict (tuples as lists), for YAML, JSON and the database."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(data: Mapping[str, Any], cls: type = Config) -> Any:
+    """Inverse of `to_dict`, type-checked; unknown keys are errors."""
+    hints = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in hints:
+            raise ConfigError(f"unknown config key {key!r} in {cls.__name__}")
+        hint = hints[key]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(value, hint)
+        else:
+            kwargs[key] = _coerce(key, value, hint)
+    return cls(**kwargs)
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def field_doc(cls: type, name: str) -> str:
+    """The docstring written under a field (read from the source; used by `config show --docs`)."""
+    return _field_docs(cls).get(name, "")
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = str(nxt.value.value)
+    return docs
+

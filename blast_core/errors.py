@@ -1,0 +1,5 @@
+"""User-facing errors: each carries a one-line message that the CLI prints without a traceback."""
+
+
+class BlastError(Exception):
+    """Bad input or a state the user must fix (a missing file, an unknown id)."""
