@@ -1,0 +1,85 @@
+"""Checkpoints: atomic writes, keeping two, safe loading, fallback on damage, and RNG states."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from blast_core.checkpoint import CheckpointError, Checkpoints, rng_state, set_rng_state
+
+
+def state(value: float) -> dict:
+    return {"net": {"w": torch.full((3, 3), value)}, "step": int(value), "name": "x", "none": None}
+
+
+def test_save_and_load_round_trip_keeping_the_last_two(tmp_path):
+    ckpts = Checkpoints(tmp_path)
+    for step in (10, 20, 30):
+        ckpts.save(step, state(step))
+    assert [s for s, _ in ckpts.paths()] == [20, 30]
+    assert not list(tmp_path.glob("*.tmp"))
+    step, loaded = ckpts.latest()
+    assert step == 30 and torch.equal(loaded["net"]["w"], torch.full((3, 3), 30.0))
+    assert loaded["name"] == "x" and loaded["none"] is None
+
+
+def test_truncated_latest_falls_back_to_the_previous_with_a_message(tmp_path):
+    messages = []
+    ckpts = Checkpoints(tmp_path, warn=messages.append)
+    ckpts.save(10, state(10))
+    path = ckpts.save(20, state(20))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    step, loaded = ckpts.latest()
+    assert step == 10 and loaded["step"] == 10
+    assert len(messages) == 1 and "ckpt-0000000020.pt" in messages[0]
+    assert "falling back" in messages[0]
+    assert (tmp_path / "ckpt-0000000020.pt.corrupt").exists()
+    assert ckpts.latest()[0] == 10 and len(messages) == 1  # never tried again
+
+
+def test_unfinished_temporary_is_ignored(tmp_path):
+    ckpts = Checkpoints(tmp_path)
+    ckpts.save(10, state(10))
+    (tmp_path / "ckpt-0000000020.pt.tmp").write_bytes(b"partial")
+    assert ckpts.latest()[0] == 10
+    assert not (tmp_path / "ckpt-0000000020.pt.tmp").exists()
+
+
+def test_no_checkpoint_and_all_damaged(tmp_path):
+    ckpts = Checkpoints(tmp_path, warn=lambda m: None)
+    assert ckpts.latest() is None
+    (tmp_path / "ckpt-0000000005.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no loadable checkpoint"):
+        ckpts.latest()
+
+
+class Payload:
+    """A class torch.load(weights_only=True) refuses to build."""
+
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+def test_loading_refuses_arbitrary_pickles(tmp_path, capsys):
+    torch.save({"format": "blast-checkpoint", "version": 1, "state": Payload()},
+               tmp_path / "ckpt-0000000001.pt")
+    messages = []
+    with pytest.raises(CheckpointError, match="no loadable checkpoint"):
+        Checkpoints(tmp_path, warn=messages.append).latest()
+    assert "unreadable" in messages[0]
+    assert "arbitrary code ran" not in capsys.readouterr().out
+
+
+def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    ckpts = Checkpoints(tmp_path)
+    ckpts.save(1, {"rng": rng_state()})
+    expected = (random.random(), np.random.rand(), torch.rand(2))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    set_rng_state(ckpts.latest()[1]["rng"])
+    got = (random.random(), np.random.rand(), torch.rand(2))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
