@@ -10,7 +10,9 @@ import yaml
 from blast_cli import options
 from blast_core import config as C
 
-app = typer.Typer(help="Show resolved configs and the differences between rungs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Show resolved configs and the differences between rungs.", no_args_is_help=True
+)
 
 
 @app.command()

@@ -4,7 +4,7 @@ A config is resolved in this order, each step a small named delta on the one bef
 
     Config() (DreamerV2 defaults, spec §2.7)
       -> FAMILY[family]          paper values for MiniGrid or DMC (paper A.2 + spec §3.1)
-      -> PRESETS[preset]         sizes: `paper` (none), `cpu` (learns within ~1 h on 2 cores), `tiny`
+      -> PRESETS[preset]         sizes: `paper` (none), `cpu` (~1 h on 2 cores), `tiny`
       -> RUNGS[r] for r in the ladder up to the requested rung (cumulative)
       -> --set key=value overrides
 

@@ -1,0 +1,97 @@
+"""The agent: a world model and an actor-critic, one `update` per training step, `policy` to act.
+
+    update = world-model step -> EMA of the target encoder -> imagine from the posterior starts
+             -> actor and critic steps (the slow critic is refreshed first)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from blast_core.behavior import ActorCritic, ActSpace
+from blast_core.config import Config
+from blast_core.nets import preprocess
+from blast_core.rssm import State
+from blast_core.world_model import WorldModel
+
+__all__ = ["Agent", "ActSpace"]
+
+PolicyState = tuple[State, Tensor]
+
+
+class Agent(nn.Module):
+    def __init__(self, cfg: Config, act_space: ActSpace, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        self.act_space = act_space
+        self.device = torch.device(device)
+        self.wm = WorldModel(cfg, act_space.size)
+        self.behavior = ActorCritic(cfg, act_space)
+        self.to(self.device)
+
+    def optimizers(self) -> dict[str, Any]:
+        opts = {"model": self.wm.opt, "actor": self.behavior.actor_opt,
+                "critic": self.behavior.critic_opt}
+        if self.wm.probe_opt is not None:
+            opts["probe"] = self.wm.probe_opt
+        return opts
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """One update on a batch of [B, T] sequences (see the replay's step format)."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        self._check(batch)
+        start, metrics = self.wm.train_step(batch)
+        metrics.update(self.behavior.train_step(self.wm, start, batch["is_terminal"]))
+        # One device sync for all metrics.
+        names = list(metrics)
+        values = torch.stack([metrics[k].float().reshape(()) for k in names]).tolist()
+        return dict(zip(names, values, strict=True))
+
+    def _check(self, batch: dict[str, Tensor]) -> None:
+        B, T = batch["image"].shape[:2]
+        size = self.cfg.env.size
+        assert batch["image"].shape == (B, T, size, size, 3), batch["image"].shape
+        assert batch["image"].dtype == torch.uint8
+        assert batch["action"].shape == (B, T, self.act_space.size), batch["action"].shape
+        for key in ("reward", "is_first", "is_terminal"):
+            assert batch[key].shape == (B, T), (key, batch[key].shape)
+
+    @torch.no_grad()
+    def policy(self, obs: dict[str, Tensor], state: PolicyState | None,
+               mode: Literal["train", "eval"] = "train") -> tuple[Tensor, PolicyState]:
+        """Filter the posterior with the newest frame and pick an action: a sample in `train`
+        mode, the distribution's mode in `eval`. BatchNorm uses running statistics here."""
+        self.eval()
+        image = obs["image"].to(self.device)
+        is_first = obs["is_first"].to(self.device)
+        n = image.shape[0]
+        if state is None:
+            state = (self.wm.rssm.initial(n, self.device),
+                     torch.zeros(n, self.act_space.size, device=self.device))
+        latent, prev_action = state
+        embed = self.wm.acting_encoder()(preprocess(image))
+        latent = self.wm.rssm.obs_step(latent, prev_action, embed, is_first,
+                                       sample=mode == "train")
+        dist = self.behavior.policy(self.wm.rssm.feat(latent))
+        action = dist.sample() if mode == "train" else dist.mode()
+        return action, (latent, action)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Every network (target encoder, slow critic and BatchNorm statistics included) and every
+        optimiser; plain containers of tensors, loadable with torch.load(weights_only=True)."""
+        return {
+            "modules": self.state_dict(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers().items()},
+        }
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["modules"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])
+
+    @property
+    def updates(self) -> int:
+        return int(self.behavior.updates)

@@ -1,0 +1,120 @@
+"""Behaviour learning in imagination: actor, critic and slow critic (spec §2.5)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from blast_core.config import Config
+from blast_core.dists import OneHot, TruncNormal
+from blast_core.losses import actor_loss, critic_loss, imagination_weight, lambda_return
+from blast_core.nets import MLP
+from blast_core.optim import Optimizer
+from blast_core.rssm import State
+
+
+@dataclass(frozen=True)
+class ActSpace:
+    discrete: bool
+    """One-hot actions (MiniGrid) or continuous actions in [-1, 1] (DMC)."""
+    size: int
+    """Number of discrete actions, or action dimensions."""
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Let gradients flow through `module` to its inputs without computing its weight gradients."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, cfg: Config, act_space: ActSpace):
+        super().__init__()
+        self.cfg = cfg
+        a = cfg.actor
+        self.dist = a.dist if a.dist != "auto" else (
+            "onehot" if act_space.discrete else "trunc_normal")
+        self.grad = a.grad if a.grad != "auto" else (
+            "reinforce" if act_space.discrete else "dynamics")
+        out = act_space.size if self.dist == "onehot" else 2 * act_space.size
+        self.actor = MLP(cfg.rssm.feat, out, a.layers, a.units)
+        self.critic = MLP(cfg.rssm.feat, 1, cfg.critic.layers, cfg.critic.units)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.actor_opt = Optimizer("actor", self.actor.parameters(), cfg.actor_opt)
+        self.critic_opt = Optimizer("critic", self.critic.parameters(), cfg.critic_opt)
+
+    def policy(self, feat: Tensor) -> OneHot | TruncNormal:
+        out = self.actor(feat)
+        if self.dist == "onehot":
+            return OneHot(out)
+        mean, std = out.chunk(2, -1)
+        a = self.cfg.actor
+        scale = 2 * torch.sigmoid((std + a.init_std) / 2) + a.min_std
+        return TruncNormal(torch.tanh(mean), scale)
+
+    def train_step(self, wm: nn.Module, start: State,
+                   is_terminal: Tensor) -> dict[str, Tensor]:
+        """One actor and critic update from the B·T posterior starts (already detached)."""
+        cfg = self.cfg
+        self.update_slow()
+        start = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
+        # Only `dynamics` gradients need the imagined trajectory's graph.
+        with frozen(wm), torch.set_grad_enabled(self.grad != "reinforce"):
+            seq, action = wm.rssm.imagine(start, lambda f: self.policy(f).sample(),
+                                          cfg.imag_horizon)
+            feat = wm.rssm.feat(seq)                                   # [H+1, N, F]
+            reward = wm.heads["reward"](feat).squeeze(-1)              # mode of Normal(., 1)
+            if cfg.pred_discount:
+                disc = torch.sigmoid(wm.heads["discount"](feat).squeeze(-1))
+                # The start state's discount is known from replay.
+                first = (1 - is_terminal.reshape(-1).float()) * cfg.discount
+                disc = torch.cat([first[None], disc[1:]], 0)
+            else:
+                disc = torch.full_like(reward, cfg.discount)
+            slow = self.slow_critic(feat).squeeze(-1)
+            target = lambda_return(reward[:-1], slow[:-1], disc[:-1], slow[-1],
+                                   cfg.discount_lambda)                # R_0 .. R_{H-1}
+        weight = imagination_weight(disc)
+        policy = self.policy(feat[:-2].detach())
+        # The action is detached inside log π (DreamerV2's fix 6504715; the project's decision).
+        log_prob = policy.log_prob(action[1:-1].detach())
+        entropy = policy.entropy()
+        loss_actor = actor_loss(log_prob, entropy, target[1:], slow[:-2].detach(),
+                                weight[:-2], self.grad, cfg.actor.grad_mix, cfg.actor.ent)
+        value = self.critic(feat[:-1].detach()).squeeze(-1)
+        loss_critic = critic_loss(value, target, weight[:-1])
+        self.actor_opt.zero_grad()
+        self.critic_opt.zero_grad()
+        # The two losses share no parameters, so one backward pass serves both optimisers.
+        (loss_actor + loss_critic).backward()
+        metrics = {**self.actor_opt.step(), **self.critic_opt.step()}
+        metrics.update(
+            actor_loss=loss_actor.detach(), critic_loss=loss_critic.detach(),
+            actor_ent=entropy.detach().mean(), critic=value.detach().mean(),
+            imag_reward=reward.detach().mean(), imag_return=target.detach().mean(),
+        )
+        return metrics
+
+    @torch.no_grad()
+    def update_slow(self) -> None:
+        """Every `slow_update` updates (update 0 included, as a hard copy) mix the critic into
+        the slow critic, which gives the λ-return's values and the actor's baseline."""
+        every, fraction = self.cfg.critic.slow_update, self.cfg.critic.slow_fraction
+        if int(self.updates) % every == 0:
+            mix = 1.0 if int(self.updates) == 0 else fraction
+            torch._foreach_lerp_(list(self.slow_critic.parameters()),
+                                 list(self.critic.parameters()), mix)
+        self.updates += 1

@@ -1,0 +1,131 @@
+"""Building blocks of DreamerV2 with Keras' initialisation and norm constants (spec §2.3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from blast_core.config import DecoderConfig, EncoderConfig
+
+# Keras defaults, which DreamerV2 relies on: BatchNorm momentum 0.99 (torch counts 1 - 0.99),
+# epsilon 1e-3 for both norms.
+BN_MOMENTUM = 0.01
+NORM_EPS = 1e-3
+
+
+def init_(module: nn.Module) -> nn.Module:
+    """Glorot-uniform weights and zero biases for every dense and conv layer (Keras defaults)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
+def dense(inp: int, out: int) -> nn.Linear:
+    return init_(nn.Linear(inp, out))
+
+
+class MLP(nn.Module):
+    """`layers` x (Dense, ELU) and a linear output of size `out` (the heads, actor and critic)."""
+
+    def __init__(self, inp: int, out: int, layers: int, units: int):
+        super().__init__()
+        mods: list[nn.Module] = []
+        for i in range(layers):
+            mods += [nn.Linear(inp if i == 0 else units, units), nn.ELU()]
+        mods.append(nn.Linear(units if layers else inp, out))
+        self.net = init_(nn.Sequential(*mods))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class LayerNormGRU(nn.Module):
+    """DreamerV2's GRU cell: one dense layer over [x, h], LayerNorm over all 3·deter
+    pre-activations, reset gate applied to the candidate's pre-activation, update bias −1.
+    Not torch.nn.GRUCell, whose reset gate and normalisation differ."""
+
+    def __init__(self, inp: int, size: int):
+        super().__init__()
+        self.size = size
+        self.linear = dense(inp + size, 3 * size)
+        self.norm = nn.LayerNorm(3 * size, eps=NORM_EPS)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        parts = self.norm(self.linear(torch.cat([x, h], -1)))
+        reset, cand, update = parts.split(self.size, -1)
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update - 1)
+        return update * cand + (1 - update) * h
+
+
+class Encoder(nn.Module):
+    """Stride-2 'valid' convolutions with depth·2^i channels, each followed by [BatchNorm] and ELU.
+    64x64 -> 31 -> 14 -> 6 -> 2; output 2·2·8·depth features."""
+
+    def __init__(self, cfg: EncoderConfig, size: int = 64, channels: int = 3):
+        super().__init__()
+        mods: list[nn.Module] = []
+        inp = channels
+        for i, k in enumerate(cfg.kernels):
+            out = cfg.depth * 2**i
+            mods.append(nn.Conv2d(inp, out, k, stride=2))
+            if cfg.norm == "batch":
+                mods.append(nn.BatchNorm2d(out, eps=NORM_EPS, momentum=BN_MOMENTUM))
+            mods.append(nn.ELU())
+            inp = out
+        self.net = init_(nn.Sequential(*mods))
+        with torch.no_grad():
+            self.out = self.net(torch.zeros(1, channels, size, size)).numel()
+        self.size = size
+
+    def forward(self, image: Tensor) -> Tensor:
+        """image: float [..., 3, H, W] in [-0.5, 0.5] -> [..., out]; all frames in one call."""
+        lead = image.shape[:-3]
+        x = self.net(image.reshape(-1, *image.shape[-3:]))
+        return x.reshape(*lead, -1)
+
+
+class Decoder(nn.Module):
+    """Dense to 32·depth, then stride-2 transposed convolutions 1 -> 5 -> 13 -> 30 -> 64 with ELU
+    between them; the output is the mean of a unit-variance Normal over all pixels."""
+
+    def __init__(self, cfg: DecoderConfig, feat: int, channels: int = 3):
+        super().__init__()
+        self.depth = 32 * cfg.depth
+        self.linear = dense(feat, self.depth)
+        mods: list[nn.Module] = []
+        inp = self.depth
+        n = len(cfg.kernels)
+        for i, k in enumerate(cfg.kernels):
+            last = i == n - 1
+            out = channels if last else cfg.depth * 2 ** (n - i - 2)
+            mods.append(nn.ConvTranspose2d(inp, out, k, stride=2))
+            if not last:
+                mods.append(nn.ELU())
+            inp = out
+        self.net = init_(nn.Sequential(*mods))
+
+    def forward(self, feat: Tensor) -> Tensor:
+        lead = feat.shape[:-1]
+        x = self.linear(feat).reshape(-1, self.depth, 1, 1)
+        x = self.net(x)
+        return x.reshape(*lead, *x.shape[1:])
+
+
+def elu_dense(inp: int, out: int, norm: str = "none") -> nn.Sequential:
+    """Dense -> [BatchNorm1d] -> ELU: the hidden layers of the RSSM."""
+    mods: list[nn.Module] = [dense(inp, out)]
+    if norm == "batch":
+        mods.append(nn.BatchNorm1d(out, eps=NORM_EPS, momentum=BN_MOMENTUM))
+    mods.append(nn.ELU())
+    return nn.Sequential(*mods)
+
+
+def preprocess(image: Tensor) -> Tensor:
+    """uint8 [..., H, W, C] -> float [..., C, H, W] in [-0.5, 0.5]."""
+    return image.movedim(-1, -3).float() / 255.0 - 0.5
+

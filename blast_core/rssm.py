@@ -1,0 +1,160 @@
+"""The recurrent state-space model with discrete latents (spec §2.3) and BLAST's autoregressive
+prior (spec §3.6).
+
+A state is a dict of tensors: `stoch` (straight-through one-hot z, [..., stoch, discrete]),
+`logits` (of the distribution z was drawn from) and `deter` (h, [..., deter]).
+
+    h_t = GRU(deter_in([z_{t-1}, a_{t-1}]), h_{t-1})     the deterministic step
+    prior  p(z_t | h_t)                                   independent, or autoregressive over groups
+    post   q(z_t | h_t, e_t)                              e_t = encoder(x_t)
+
+The action stored at index t is the one that led into x_t, so the step into t uses action[t].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blast_core.config import RSSMConfig
+from blast_core.dists import OneHot
+from blast_core.nets import LayerNormGRU, dense, elu_dense
+
+State = dict[str, Tensor]
+
+
+class RSSM(nn.Module):
+    def __init__(self, cfg: RSSMConfig, embed: int, actions: int):
+        super().__init__()
+        self.cfg = cfg
+        stoch = cfg.stoch * cfg.discrete
+        self.deter_in = elu_dense(stoch + actions, cfg.hidden)
+        self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
+        self.post_out = elu_dense(cfg.deter + embed, cfg.hidden, cfg.obs_out_norm)
+        self.post_dist = dense(cfg.hidden, stoch)
+        ar = cfg.ar_steps > 1
+        # With the AR prior the output MLP reads the AR cell's hidden layer, not h directly.
+        self.prior_out = elu_dense(cfg.hidden if ar else cfg.deter, cfg.hidden)
+        self.prior_dist = dense(cfg.hidden, stoch)
+        if ar:
+            group = cfg.stoch // cfg.ar_steps * cfg.discrete
+            self.ar_in = elu_dense(cfg.deter, cfg.hidden)
+            self.ar_sample_in = elu_dense(group, cfg.hidden)
+            self.ar_gru = LayerNormGRU(cfg.hidden, cfg.deter)
+
+    # --- states ---------------------------------------------------------------------------------
+
+    def initial(self, n: int, device: torch.device | str = "cpu") -> State:
+        c = self.cfg
+        return {
+            "stoch": torch.zeros(n, c.stoch, c.discrete, device=device),
+            "logits": torch.zeros(n, c.stoch, c.discrete, device=device),
+            "deter": torch.zeros(n, c.deter, device=device),
+        }
+
+    @staticmethod
+    def feat(state: State) -> Tensor:
+        """feat = concat(z flattened, h)."""
+        stoch = state["stoch"]
+        return torch.cat([stoch.reshape(*stoch.shape[:-2], -1), state["deter"]], -1)
+
+    def _dist(self, logits: Tensor) -> OneHot:
+        return OneHot(logits.reshape(*logits.shape[:-1], self.cfg.stoch, self.cfg.discrete), dims=1)
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def deter_step(self, prev: State, action: Tensor) -> Tensor:
+        stoch = prev["stoch"].reshape(*prev["stoch"].shape[:-2], -1)
+        x = self.deter_in(torch.cat([stoch, action], -1))
+        return self.gru(x, prev["deter"])
+
+    def post_step(self, deter: Tensor, embed: Tensor, sample: bool = True) -> State:
+        logits = self.post_dist(self.post_out(torch.cat([deter, embed], -1)))
+        dist = self._dist(logits)
+        stoch = dist.sample() if sample else dist.mode()
+        return {"stoch": stoch, "logits": dist.logits, "deter": deter}
+
+    def obs_step(self, prev: State, action: Tensor, embed: Tensor, is_first: Tensor,
+                 sample: bool = True) -> State:
+        """One filtering step; the state and action are zeroed where an episode starts."""
+        keep = (~is_first).float()
+        prev = {k: v * keep.reshape(-1, *[1] * (v.dim() - 1)) for k, v in prev.items()}
+        return self.post_step(self.deter_step(prev, action * keep[:, None]), embed, sample)
+
+    def img_step(self, prev: State, action: Tensor, sample: bool = True) -> State:
+        """One imagined step: the deterministic update, then the prior."""
+        deter = self.deter_step(prev, action)
+        logits, stoch = self.prior(deter, sample=sample)
+        return {"stoch": stoch, "logits": logits, "deter": deter}
+
+    # --- sequences ------------------------------------------------------------------------------
+
+    def observe(self, embed: Tensor, action: Tensor, is_first: Tensor,
+                state: State | None = None) -> State:
+        """Posterior chain over [B, T]; returns states stacked as [B, T, ...].
+
+        The prior is not computed here: it depends on h_t only, so the loss computes it for all
+        B·T positions at once (and the AR prior needs the target posterior as its teacher)."""
+        B, T = embed.shape[:2]
+        state = state or self.initial(B, embed.device)
+        states = []
+        for t in range(T):
+            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            states.append(state)
+        return {k: torch.stack([s[k] for s in states], 1) for k in states[0]}
+
+    def prior(self, deter: Tensor, teacher: Tensor | None = None,
+              sample: bool = True) -> tuple[Tensor, Tensor]:
+        """Prior logits and straight-through samples, [..., stoch, discrete].
+
+        AR prior: the groups of latents are produced one after another by a second GRU whose
+        state starts at h and which reads each group's one-hot — the teacher's (training, one
+        pass over all positions) or its own sample (imagination)."""
+        c = self.cfg
+        lead = deter.shape[:-1]
+        h = deter.reshape(-1, c.deter)
+        if c.ar_steps == 1:
+            dist = self._dist(self.prior_dist(self.prior_out(h)))
+            stoch = dist.sample() if sample else dist.mode()
+            return dist.logits.reshape(*lead, c.stoch, c.discrete), stoch.reshape(
+                *lead, c.stoch, c.discrete)
+        k = c.stoch // c.ar_steps
+        teacher = None if teacher is None else teacher.reshape(-1, c.ar_steps, k * c.discrete)
+        width = k * c.discrete
+        x = state = h
+        logits, stochs = [], []
+        for i in range(c.ar_steps):
+            y = self.prior_out(self.ar_in(x))
+            # Only group i's rows of the shared output layer are needed at step i.
+            rows = slice(i * width, (i + 1) * width)
+            dist = OneHot(F.linear(y, self.prior_dist.weight[rows], self.prior_dist.bias[rows])
+                          .reshape(-1, k, c.discrete), dims=1)
+            z = dist.sample() if sample else dist.mode()
+            logits.append(dist.logits)
+            stochs.append(z)
+            if i + 1 < c.ar_steps:  # the last GRU update would be discarded
+                inp = teacher[:, i] if teacher is not None else z.reshape(-1, width)
+                x = state = self.ar_gru(self.ar_sample_in(inp), state)
+        logits = torch.cat(logits, 1).reshape(*lead, c.stoch, c.discrete)
+        return logits, torch.cat(stochs, 1).reshape(*lead, c.stoch, c.discrete)
+
+    def imagine(self, start: State, policy, horizon: int) -> tuple[State, Tensor]:
+        """Roll the prior forward `horizon` steps from `start` ([N, ...]).
+
+        Returns states [H+1, N, ...] (index 0 is the start) and actions [H+1, N, A] where
+        action[t] is the one that led into state t (action[0] is zeros):
+
+            state:   s0 ── a1 ──> s1 ── a2 ──> s2 ... sH
+            action:  0        a1        a2         aH
+        """
+        states, actions = [start], []
+        state = start
+        for _ in range(horizon):
+            action = policy(self.feat(state).detach())
+            state = self.img_step(state, action)
+            states.append(state)
+            actions.append(action)
+        actions.insert(0, torch.zeros_like(actions[0]))
+        seq = {k: torch.stack([s[k] for s in states], 0) for k in ("stoch", "deter", "logits")}
+        return seq, torch.stack(actions, 0)
