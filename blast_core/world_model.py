@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from blast_core.config import Config
-from blast_core.dists import OneHot, bernoulli_log_prob, normal_log_prob
+from blast_core.dists import OneHot, bernoulli_log_prob, normal_nll
 from blast_core.losses import kl_loss
 from blast_core.nets import MLP, Decoder, Encoder, preprocess
 from blast_core.optim import Optimizer
@@ -83,12 +83,12 @@ class WorldModel(nn.Module):
 
         losses = {"kl": kl}
         reward = self.heads["reward"](inp("reward")).squeeze(-1)
-        losses["reward"] = -normal_log_prob(reward, clip_reward(data["reward"], cfg), 0).mean()
+        losses["reward"] = normal_nll(reward, clip_reward(data["reward"], cfg), 0).mean()
         if cfg.pred_discount:
             logits = self.heads["discount"](inp("discount")).squeeze(-1)
             target_disc = (1 - data["is_terminal"].float()) * cfg.discount
             losses["discount"] = -bernoulli_log_prob(logits, target_disc).mean()
-        image_loss = -normal_log_prob(self.decoder(inp("decoder")), image, 3).mean()
+        image_loss = normal_nll(self.decoder(inp("decoder")), image, 3).mean()
         probe_loss = image_loss if self.probe else torch.zeros(())
         if not self.probe:
             losses["image"] = image_loss

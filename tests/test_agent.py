@@ -1,0 +1,205 @@
+"""The agent on the tiny preset: the AR prior, the target encoder, −recon, BatchNorm modes, the
+DV2 equivalence, one update of every rung, and overfitting a fixed batch."""
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from blast_core.agent import ActSpace, Agent
+from blast_core.config import RUNG_IDS, RSSMConfig, make_config
+from blast_core.rssm import RSSM
+from tests.agent_helpers import make_batch
+
+torch.set_num_threads(1)
+MINIGRID = ("minigrid:unmodified", ActSpace(True, 3))
+DMC = ("dmc:walker_run", ActSpace(False, 6))
+
+
+def build(rung, env=MINIGRID, seed=0, **overrides):
+    cfg = make_config(env[0], rung, "tiny", overrides)
+    torch.manual_seed(seed)
+    return Agent(cfg, env[1]), make_batch(cfg, env[1].size, env[1].discrete, seed)
+
+
+def small_ar_rssm(stoch=2, discrete=3, ar_steps=2):
+    torch.manual_seed(0)
+    cfg = RSSMConfig(hidden=8, deter=8, stoch=stoch, discrete=discrete, ar_steps=ar_steps)
+    return RSSM(cfg, embed=5, actions=2), cfg
+
+
+def test_ar_prior_joint_probabilities_sum_to_one():
+    rssm, cfg = small_ar_rssm(stoch=3, discrete=3, ar_steps=3)
+    deter = torch.randn(4, cfg.deter)
+    total = torch.zeros(4)
+    for config in itertools.product(range(cfg.discrete), repeat=cfg.stoch):
+        z = torch.nn.functional.one_hot(torch.tensor(config), cfg.discrete).float()
+        z = z.expand(4, -1, -1)
+        logits, _ = rssm.prior(deter, teacher=z)
+        logp = (z * logits.log_softmax(-1)).sum((-2, -1))
+        total += logp.exp()
+    torch.testing.assert_close(total, torch.ones(4))
+
+
+def test_ar_prior_teacher_forced_equals_sequential():
+    rssm, cfg = small_ar_rssm(stoch=4, discrete=5, ar_steps=2)  # two variables per group
+    deter = torch.randn(6, 3, cfg.deter)  # any leading shape: [B, T] in training
+    torch.manual_seed(1)
+    logits_seq, z = rssm.prior(deter, sample=True)
+    logits_tf, _ = rssm.prior(deter, teacher=z.detach())
+    torch.testing.assert_close(logits_tf, logits_seq)
+    # And the teacher matters: another z gives other logits for the later groups.
+    logits_other, _ = rssm.prior(deter, teacher=torch.roll(z.detach(), 1, -1))
+    torch.testing.assert_close(logits_other[..., :2, :], logits_seq[..., :2, :])
+    assert not torch.allclose(logits_other[..., 2:, :], logits_seq[..., 2:, :])
+
+
+def test_ema_target_gets_no_gradient_and_moves_by_tau():
+    agent, batch = build("target")
+    wm = agent.wm
+    for a, b in zip(wm.target_encoder.parameters(), wm.encoder.parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # starts as a copy (the project's decision)
+    agent.update(batch)  # move the online encoder away from the target
+    before = [p.detach().clone() for p in wm.target_encoder.parameters()]
+    model_loss, *_ = wm.loss(batch)
+    model_loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in wm.target_encoder.parameters())
+    wm.opt.step()
+    online = [p.detach().clone() for p in wm.encoder.parameters()]
+    wm.update_target()
+    tau = wm.cfg.target.ema
+    assert tau == 0.99
+    for t, old, new in zip(wm.target_encoder.parameters(), before, online, strict=True):
+        torch.testing.assert_close(t, tau * old + (1 - tau) * new)
+
+
+def test_no_recon_decoder_sends_no_gradient_into_encoder_or_rssm():
+    agent, batch = build("no_recon")
+    wm = agent.wm
+    assert wm.probe and wm.probe_opt is not None
+    model_ids = {id(p) for p in wm.opt.params}
+    assert not any(id(p) in model_ids for p in wm.decoder.parameters())
+    _, probe_loss, _, metrics = wm.loss(batch)
+    probe_loss.backward()
+    assert all(p.grad is None for p in wm.encoder.parameters())
+    assert all(p.grad is None for p in wm.rssm.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in wm.decoder.parameters())
+    # In dv2 the same decoder loss does reach the encoder.
+    dv2, batch = build("dv2")
+    model_loss, probe_loss, _, _ = dv2.wm.loss(batch)
+    assert float(probe_loss) == 0 and not dv2.wm.probe
+    model_loss.backward()
+    assert any(p.grad.abs().sum() > 0 for p in dv2.wm.encoder.parameters())
+
+
+def test_batchnorm_trains_in_loss_and_is_frozen_when_acting():
+    agent, batch = build("bn")
+    bns = [m for m in agent.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(bns) >= 2 * 4 + 1  # online and target encoder convs + the posterior layer
+    modes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: modes.append(m.training)) for m in bns]
+    agent.update(batch)
+    assert modes and all(modes)
+    modes.clear()
+    stats = [m.running_mean.clone() for m in bns]
+    obs = {"image": batch["image"][:, 0], "is_first": batch["is_first"][:, 0]}
+    agent.policy(obs, None, "eval")
+    assert modes and not any(modes)
+    for m, s in zip(bns, stats, strict=True):
+        torch.testing.assert_close(m.running_mean, s)
+    for h in hooks:
+        h.remove()
+
+
+def test_dv2_is_the_model_with_every_blast_switch_off():
+    cfg_dv2 = make_config("minigrid:unmodified", "dv2", "tiny")
+    blast = make_config("minigrid:unmodified", "ar_prior", "tiny")
+    off = dataclasses.replace(
+        blast,
+        grad_heads=("decoder", "reward"),
+        kl=dataclasses.replace(blast.kl, balance=0.8),
+        target=dataclasses.replace(blast.target, use=False, ema=1.0, input_p=0.0),
+        encoder=dataclasses.replace(blast.encoder, norm="none"),
+        rssm=dataclasses.replace(blast.rssm, obs_out_norm="none", ar_steps=1),
+    )
+    assert off == cfg_dv2
+    act = ActSpace(True, 3)
+    batch = make_batch(cfg_dv2, 3, True)
+    metrics = []
+    for cfg in (cfg_dv2, off):
+        torch.manual_seed(3)
+        agent = Agent(cfg, act)
+        torch.manual_seed(4)
+        metrics.append(agent.update(batch))
+    assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize("env", [MINIGRID, DMC], ids=["minigrid", "dmc"])
+@pytest.mark.parametrize("rung", RUNG_IDS)
+def test_one_update_of_every_rung_changes_parameters(rung, env):
+    agent, batch = build(rung, env)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    metrics = agent.update(batch)
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
+    for key in ("model_loss", "kl", "actor_loss", "critic_loss", "actor_ent"):
+        assert key in metrics
+    after = agent.state_dict()
+    for prefix in ("wm.encoder.", "wm.rssm.", "wm.heads.", "behavior.actor.", "behavior.critic."):
+        changed = [k for k in before if k.startswith(prefix)
+                   and before[k].is_floating_point() and not torch.equal(before[k], after[k])]
+        assert changed, f"{prefix} did not change in {rung}"
+
+
+@pytest.mark.parametrize("rung", ["dv2", "ar_prior"])
+def test_world_model_overfits_a_fixed_batch(rung):
+    agent, batch = build(rung, **{"model_opt.lr": 3e-3})
+    first = None
+    for _ in range(150):
+        model_loss, probe_loss, _, _ = agent.wm.loss(batch)
+        agent.wm.opt.zero_grad()
+        model_loss.backward()
+        agent.wm.opt.step()
+        agent.wm.update_target()
+        first = float(model_loss.detach()) if first is None else first
+    last = float(model_loss.detach())
+    assert last < first / 5, (first, last)
+
+
+def test_policy_acts_in_both_modes_and_carries_state():
+    for env in (MINIGRID, DMC):
+        agent, batch = build("ar_prior", env)
+        obs = {"image": batch["image"][:, 0], "is_first": batch["is_first"][:, 0]}
+        action, state = agent.policy(obs, None, "train")
+        assert action.shape == (batch["image"].shape[0], env[1].size)
+        if env[1].discrete:
+            torch.testing.assert_close(action.sum(-1), torch.ones(action.shape[0]))
+            assert set(action.round().unique().tolist()) <= {0.0, 1.0}
+        else:
+            assert float(action.abs().max()) < 1
+        greedy, _ = agent.policy(obs, state, "eval")
+        again, _ = agent.policy(obs, state, "eval")
+        torch.testing.assert_close(greedy, again)  # the mode is deterministic
+
+
+def test_open_loop_reconstruction_shapes():
+    agent, batch = build("no_recon")
+    truth, recon = agent.wm.open_loop(batch, context=3, horizon=4)
+    assert truth.shape == recon.shape == (batch["image"].shape[0], 4, 64, 64, 3)
+    assert recon.dtype == torch.uint8
+
+
+def test_checkpoint_state_round_trips_with_weights_only(tmp_path):
+    agent, batch = build("ar_prior")
+    agent.update(batch)
+    path = tmp_path / "agent.pt"
+    torch.save(agent.checkpoint_state(), path)
+    other, _ = build("ar_prior", seed=9)
+    other.load_checkpoint_state(torch.load(path, weights_only=True))
+    for (k, a), b in zip(agent.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    torch.manual_seed(5)
+    m1 = agent.update(batch)
+    torch.manual_seed(5)
+    m2 = other.update(batch)
+    assert m1 == m2
