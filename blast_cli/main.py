@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from blast_cli import config_cmd
+from blast_cli import config_cmd, run_cmd
 from blast_core.errors import BlastError
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(config_cmd.app, name="config")
+run_cmd.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,130 @@
+"""`blast run` and `blast resume RUN [RUN ...]`: train one run, or continue runs, to the end.
+
+Exit codes: 0 done, 1 failed (a non-finite loss or a crash), 2 bad input, 3 interrupted by
+SIGTERM, SIGINT or SIGUSR1 after writing a checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from blast_cli import options
+from blast_core import runs
+from blast_core.store import db_url, results_root
+
+EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
+
+Device = Annotated[str, typer.Option("--device", help="cpu or cuda:K.")]
+Deterministic = Annotated[
+    bool,
+    typer.Option("--deterministic", help="One thread, torch's deterministic algorithms."),
+]
+Threads = Annotated[int | None, typer.Option("--threads", help="Torch CPU threads.", min=1)]
+NoProgressBar = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+Results = Annotated[
+    str | None,
+    typer.Option("--results", help="Results root (default $BLAST_RESULTS or ./results)."),
+]
+Db = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default $BLAST_DB or sqlite:///<results>/blast.db)."),
+]
+
+
+class _Speed(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} steps/s" if task.speed else "- steps/s")
+
+
+class RichProgress:
+    """A rich progress bar: steps, steps/s, the last evaluation score and the ETA."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Speed(),
+            TextColumn("score {task.fields[score]}"), TimeRemainingColumn(),
+            console=Console(stderr=False), transient=False,
+        )
+        self.task = self.bar.add_task(label, total=total, score="-")
+        self.bar.start()
+
+    def update(self, step: int, score: float | None) -> None:
+        fields = {} if score is None else {"score": f"{score:.2f}"}
+        self.bar.update(self.task, completed=step, **fields)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _options(device: str, deterministic: bool, threads: int | None, no_progress: bool,
+             label: str) -> runs.Options:
+    show = not no_progress and sys.stdout.isatty()
+    factory = (lambda total, step: RichProgress(label, total)) if show else None
+    return runs.Options(device=device, deterministic=deterministic, threads=threads,
+                        progress=factory)
+
+
+def run(
+    env: options.Env,
+    rung: options.Rung,
+    seed: Annotated[int, typer.Option("--seed", help="The run's seed.")],
+    preset: options.Preset = "paper",
+    steps: Annotated[int | None, typer.Option("--steps", help="Agent steps of the run.")] = None,
+    set_: options.Set = None,
+    device: Device = "cpu",
+    deterministic: Deterministic = False,
+    experiment: Annotated[str, typer.Option("--experiment", help="Experiment name.")] = "default",
+    results: Results = None,
+    db: Db = None,
+    threads: Threads = None,
+    no_progress: NoProgressBar = False,
+) -> None:
+    """Train one run; running the same command again resumes it from its last checkpoint."""
+    spec = runs.RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
+    root = results_root(results)
+    status = runs.start(spec, root, db_url(db, root),
+                        _options(device, deterministic, threads, no_progress, spec.name))
+    typer.echo(f"{spec.run_id}: {status}")
+    raise typer.Exit(EXIT_CODES[status])
+
+
+def resume(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids: EXPERIMENT/RUN_NAME.")],
+    device: Device = "cpu",
+    deterministic: Deterministic = False,
+    results: Results = None,
+    db: Db = None,
+    threads: Threads = None,
+    no_progress: NoProgressBar = False,
+) -> None:
+    """Continue runs from their last checkpoints, one after another, with their stored configs."""
+    root = results_root(results)
+    worst = 0
+    for run_id in run_ids:
+        opts = _options(device, deterministic, threads, no_progress, run_id.split("/")[-1])
+        status = runs.resume(run_id, root, db_url(db, root), opts)
+        typer.echo(f"{run_id}: {status}")
+        worst = max(worst, EXIT_CODES[status])
+        if status == "interrupted":
+            break  # a stop signal stops the whole command, not just this run
+    raise typer.Exit(worst)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `run` and `resume` to the top-level app."""
+    app.command("run", no_args_is_help=True)(run)
+    app.command("resume", no_args_is_help=True)(resume)
