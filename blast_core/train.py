@@ -1,0 +1,397 @@
+"""The training loop: act, store finished episodes, update, evaluate, log and checkpoint.
+
+One iteration is one agent step. Everything a step produces (its episode, its updates, its
+evaluation, its metric rows) happens before that step's checkpoint, so a resume from the
+checkpoint of step s drops exactly the rows with step > s and redoes them:
+
+    act -> env step (step += 1) -> finished episode to replay -> updates -> eval -> log
+        -> checkpoint
+
+Episodes reset with a seed made from (run seed, stream, episode index), so the episode in
+progress is restored by resetting with its seed and re-stepping its stored actions.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from blast_core.checkpoint import Checkpoints, rng_state, set_rng_state
+from blast_core.config import Config
+from blast_core.replay import EpisodeBuffer, Replay
+
+# --- interfaces ----------------------------------------------------------------------------------
+
+
+class Progress(Protocol):
+    """A live display of a run: told each step and the last evaluation score."""
+
+    def update(self, step: int, score: float | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    def update(self, step: int, score: float | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class StopFlag:
+    """Set by a signal handler; the loop checkpoints and stops at the end of the current step."""
+
+    signum: int = 0
+
+
+class Interrupted(Exception):
+    """The run stopped on a signal after writing a checkpoint."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"interrupted by signal {signum} at step {step}")
+        self.signum, self.step = signum, step
+
+
+class Diverged(Exception):
+    """A loss became non-finite; the last good checkpoint is kept and nothing after it saved."""
+
+
+@dataclass
+class RunContext:
+    """Where a run lives and what it reports to; the store follows the `blast_core.store` API."""
+
+    run_id: str
+    directory: Path
+    seed: int
+    store: Any
+    device: str = "cpu"
+    stop: StopFlag = field(default_factory=StopFlag)
+    progress: Progress = field(default_factory=NoProgress)
+    say: Callable[[str], None] = print
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def due(step: int, every: int) -> bool:
+    """Cadence: whether `step` is a positive multiple of `every` (0 disables)."""
+    return every > 0 and step > 0 and step % every == 0
+
+
+def episode_seed(seed: int, stream: int, index: int) -> int:
+    """The reset seed of episode `index` of a stream (0: training, 1: evaluation)."""
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0] >> 1)
+
+
+class Mean:
+    """Running means of named values between two log rows; its state is a plain dict."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[float]] = {}
+
+    def add(self, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            total = self.sums.setdefault(name, [0.0, 0.0])
+            total[0], total[1] = total[0] + value, total[1] + 1
+
+    def pop(self) -> dict[str, float]:
+        means = {k: s / n for k, (s, n) in self.sums.items()}
+        self.sums = {}
+        return means
+
+
+class Tracker:
+    """Buffers tidy metric rows (step, frames, name, value) and writes them to the store."""
+
+    def __init__(self, store: Any, run_id: str, action_repeat: int) -> None:
+        self.store, self.run_id, self.repeat = store, run_id, action_repeat
+        self.rows: list[tuple[int, int, str, float]] = []
+
+    def add(self, step: int, values: dict[str, float]) -> None:
+        self.rows += [(step, step * self.repeat, k, float(v)) for k, v in values.items()]
+
+    def flush(self, step: int) -> None:
+        if self.rows:
+            self.store.append_metrics(self.run_id, self.rows)
+            self.rows = []
+        self.store.heartbeat(self.run_id, step)
+
+
+def act_space_of(space: gym.Space) -> Any:
+    from blast_core.agent import ActSpace
+
+    if isinstance(space, gym.spaces.Discrete):
+        return ActSpace(discrete=True, size=int(space.n))
+    return ActSpace(discrete=False, size=int(np.prod(space.shape)))
+
+
+class Driver:
+    """Steps one env, recording replay entries; episode seeds make the episode in progress
+    restorable from its actions alone (no pickled env state)."""
+
+    def __init__(self, env: gym.Env, act_space: Any, seed: int, stream: int) -> None:
+        self.env, self.space, self.seed, self.stream = env, act_space, seed, stream
+        self.index = 0  # episodes finished in this stream
+        self.episode = EpisodeBuffer()
+        self.state: Any = None  # the agent's policy state
+
+    def reset(self) -> None:
+        obs, _ = self.env.reset(seed=episode_seed(self.seed, self.stream, self.index))
+        self.episode.clear()
+        zeros = np.zeros(self.space.size, np.float32)
+        self.episode.add({"image": obs, "action": zeros, "reward": 0.0, "is_first": True,
+                          "is_last": False, "is_terminal": False})
+
+    def obs(self, device: str) -> dict[str, torch.Tensor]:
+        last = self.episode.entries[-1]
+        return {"image": torch.as_tensor(last["image"], device=device)[None],
+                "is_first": torch.as_tensor(last["is_first"], device=device).reshape(1)}
+
+    def _env_action(self, action: np.ndarray) -> Any:
+        return int(np.argmax(action)) if self.space.discrete else action.astype(np.float32)
+
+    def step(self, action: np.ndarray) -> dict[str, Any] | None:
+        """Step with an agent action; return the finished episode (then reset) or None."""
+        obs, reward, terminated, truncated, info = self.env.step(self._env_action(action))
+        self.episode.add({"image": obs, "action": action, "reward": reward, "is_first": False,
+                          "is_last": terminated or truncated, "is_terminal": terminated})
+        if not (terminated or truncated):
+            return None
+        episode = self.episode.arrays()
+        ret = float(episode["reward"].sum())
+        done = {"episode": episode, "index": self.index, "return": ret,
+                "score": float(info.get("score", ret))}
+        self.index += 1
+        self.reset()
+        return done
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "policy": self.state,
+                "episode": {k: torch.from_numpy(v) for k, v in self.episode.arrays().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.index, self.state = state["index"], state["policy"]
+        self.reset()
+        episode = {k: v.numpy() for k, v in state["episode"].items()}
+        for action in episode["action"][1:]:
+            self.env.step(self._env_action(action))
+        self.episode.load(episode)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_finite(metrics: dict[str, float], step: int) -> dict[str, float]:
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:
+        raise Diverged(f"non-finite {', '.join(bad)} at step {step}")
+    return metrics
+
+
+def to_device(tree: Any, device: str) -> Any:
+    """Move the tensors of a nested container (a policy state loaded on the CPU) to `device`."""
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(to_device(v, device) for v in tree)
+    return tree
+
+
+class Speed:
+    """Agent steps and updates per second of wall time since the previous log row."""
+
+    def __init__(self, step: int, updates: int) -> None:
+        self.mark = (time.perf_counter(), step, updates)
+
+    def rates(self, step: int, updates: int) -> dict[str, float]:
+        then, step0, updates0 = self.mark
+        self.mark = (now := time.perf_counter(), step, updates)
+        seconds = max(now - then, 1e-9)
+        return {"steps_per_s": (step - step0) / seconds,
+                "updates_per_s": (updates - updates0) / seconds}
+
+
+# --- the run's state -----------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """Everything a checkpoint holds: agent, replay index, the episode in progress, counters, the
+    loss means since the last log row, and every RNG state."""
+
+    agent: Any
+    replay: Replay
+    driver: Driver
+    evaluator: Driver
+    explore: np.random.Generator  # the prefill's random policy
+    device: str = "cpu"
+    losses: Mean = field(default_factory=Mean)
+    step: int = 0
+    updates: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "updates": self.updates, "losses": self.losses.sums,
+            "agent": self.agent.checkpoint_state(), "replay": self.replay.state_dict(),
+            "driver": self.driver.state_dict(), "evaluator": self.evaluator.state_dict(),
+            "explore": self.explore.bit_generator.state, "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.updates, self.losses.sums = state["step"], state["updates"], state["losses"]
+        self.agent.load_checkpoint_state(state["agent"])
+        self.replay.load_state_dict(state["replay"])
+        self.driver.load_state_dict(state["driver"])
+        self.evaluator.load_state_dict(state["evaluator"])
+        self.driver.state = to_device(self.driver.state, self.device)
+        self.explore.bit_generator.state = state["explore"]
+        set_rng_state(state["rng"])  # last: re-stepping the env above may draw from them
+
+    def act(self) -> np.ndarray:
+        """A uniform random action until training starts (the prefill), then the policy's sample."""
+        if self.updates == 0:
+            space = self.driver.space
+            if space.discrete:
+                return np.eye(space.size, dtype=np.float32)[self.explore.integers(space.size)]
+            return self.explore.uniform(-1, 1, space.size).astype(np.float32)
+        obs = self.driver.obs(self.device)
+        action, self.driver.state = self.agent.policy(obs, self.driver.state, "train")
+        return action[0].cpu().numpy()
+
+    def updates_due(self, prefill: int, pretrain: int, train_every: int) -> int:
+        """`pretrain` updates once prefill is over and the replay can cut a window, then one
+        every `train_every` agent steps."""
+        if self.updates == 0:
+            return max(1, pretrain) if self.step >= prefill and self.replay.ready else 0
+        return int(due(self.step, train_every))
+
+    def update(self, count: int) -> None:
+        for _ in range(count):
+            batch = {k: torch.as_tensor(v) for k, v in self.replay.sample().items()}
+            self.losses.add(check_finite(self.agent.update(batch), self.step))
+            self.updates += 1
+
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """Greedy episodes on the evaluation env: the means of their score and return."""
+        scores, returns = [], []
+        self.evaluator.state = None
+        while len(scores) < episodes:
+            obs = self.evaluator.obs(self.device)
+            action, self.evaluator.state = self.agent.policy(obs, self.evaluator.state, "eval")
+            done = self.evaluator.step(action[0].cpu().numpy())
+            if done:
+                scores.append(done["score"])
+                returns.append(done["return"])
+        self.evaluator.state = None
+        return {"eval_score": float(np.mean(scores)), "eval_return": float(np.mean(returns))}
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+def _make_env(env_id: str, seed: int, cfg: Any) -> gym.Env:
+    from blast_core import envs
+
+    return envs.make(env_id, seed, cfg)
+
+
+def _make_agent(cfg: Config, act_space: Any, device: str) -> Any:
+    from blast_core.agent import Agent
+
+    return Agent(cfg, act_space, device)
+
+
+def train(
+    cfg: Config,
+    run: RunContext,
+    make_env: Callable[[str, int, Any], gym.Env] = _make_env,
+    make_agent: Callable[[Config, Any, str], Any] = _make_agent,
+) -> None:
+    """Train for `cfg.schedule.steps` agent steps, resuming from the run's last checkpoint.
+
+    Raises Interrupted (after a checkpoint) when `run.stop` is set, Diverged on a non-finite loss.
+    """
+    sched = cfg.schedule
+    seed_everything(run.seed)  # before the agent exists: its initial weights come from torch's RNG
+    env, eval_env = (make_env(cfg.env.id, run.seed, cfg.env) for _ in range(2))
+    space = act_space_of(env.action_space)
+    s = Session(
+        agent=make_agent(cfg, space, run.device),
+        replay=Replay(run.directory / "replay", cfg.replay, cfg.dataset.batch,
+                      cfg.dataset.length, run.seed),
+        driver=Driver(env, space, run.seed, stream=0),
+        evaluator=Driver(eval_env, space, run.seed, stream=1),
+        explore=np.random.default_rng(np.random.SeedSequence([run.seed, 0xAC7])),
+        device=run.device,
+    )
+    ckpts = Checkpoints(run.directory / "checkpoints", warn=run.say)
+    tracker = Tracker(run.store, run.run_id, cfg.env.action_repeat)
+    try:
+        _restore(s, ckpts, run)
+        speed, score = Speed(s.step, s.updates), None
+        while s.step < sched.steps:
+            if run.stop.signum:
+                _save(s, ckpts, tracker, run)
+                raise Interrupted(run.stop.signum, s.step)
+            finished = s.driver.step(s.act())
+            s.step += 1
+            if finished:
+                s.replay.add(finished["episode"], finished["index"])
+                tracker.add(s.step, {"train_score": finished["score"],
+                                     "train_return": finished["return"]})
+            s.update(s.updates_due(sched.prefill, sched.pretrain, sched.train_every))
+            if due(s.step, sched.eval_every) or s.step == sched.steps:
+                results = s.evaluate(sched.eval_eps)
+                tracker.add(s.step, results)
+                score = results["eval_score"]
+            if due(s.step, sched.log_every):
+                tracker.add(s.step, s.losses.pop() | speed.rates(s.step, s.updates))
+                tracker.flush(s.step)
+            if due(s.step, sched.checkpoint_every) or s.step == sched.steps:
+                _save(s, ckpts, tracker, run)
+            run.progress.update(s.step, score)
+    except Diverged:
+        tracker.flush(s.step)  # the finite rows up to the failure help to diagnose it
+        raise
+    finally:
+        env.close()
+        eval_env.close()
+
+
+def _restore(s: Session, ckpts: Checkpoints, run: RunContext) -> None:
+    """Continue from the last loadable checkpoint, or start afresh; either way drop the metric rows
+    and replay episodes that a previous process wrote after that point."""
+    latest = ckpts.latest()
+    if latest is None:
+        s.replay.load_state_dict(s.replay.state_dict())  # an empty index deletes stray episodes
+        s.driver.reset()
+        s.evaluator.reset()
+        run.store.truncate_metrics(run.run_id, -1)
+        return
+    step, state = latest
+    s.load_state_dict(state)
+    dropped = run.store.truncate_metrics(run.run_id, step)
+    run.say(f"resumed {run.run_id} at step {step} (dropped {dropped} metric rows after it)")
+
+
+def _save(s: Session, ckpts: Checkpoints, tracker: Tracker, run: RunContext) -> None:
+    tracker.flush(s.step)  # every row of steps <= s.step is in the store before the checkpoint
+    path = ckpts.save(s.step, s.state_dict())
+    s.replay.on_checkpoint()
+    run.store.add_checkpoint(run.run_id, s.step, str(path))
