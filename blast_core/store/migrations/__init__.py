@@ -1,0 +1,1 @@
+"""Alembic migrations of the run database, applied by `Store.open` (see `env.py`)."""

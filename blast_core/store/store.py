@@ -1,0 +1,300 @@
+"""`Store`: the run database's API (experiments, runs and their states, metrics, checkpoints).
+
+Every method is one short transaction, safe to call from many processes at once (see engine.py).
+Writers: each run process writes its own state, heartbeat, metrics and checkpoints; the scheduler
+creates runs as `queued` and marks the ones whose process died as `crashed`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, delete, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from blast_core.store import gitinfo
+from blast_core.store.engine import StoreError, make_engines, migrate, retrying
+from blast_core.store.models import (
+    STATUSES,
+    Checkpoint,
+    Experiment,
+    Metric,
+    Run,
+    UTCDateTime,
+    utcnow,
+)
+
+TERMINAL = frozenset(STATUSES) - {"queued", "running"}
+FRAME_COLUMNS = ["run_id", "experiment", "env", "rung", "seed", "preset", "step", "frames",
+                 "name", "value"]
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    """INSERT that supports `on_conflict_do_nothing` on both backends."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
+
+
+class Store:
+    """A handle on the run database. Open it with `Store.open(url)`."""
+
+    def __init__(self, url: str, reader: Any, writer: Any) -> None:
+        self.url = url
+        self._read = reader
+        self._write = writer
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect, creating the database or upgrading an older schema in place."""
+        reader, writer = make_engines(url)
+        try:
+            retrying(lambda: migrate(writer))
+        except OperationalError as e:
+            shown = make_url(url).render_as_string(hide_password=True)
+            first = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+            raise StoreError(f"cannot open the database {shown}: {first}") from None
+        return cls(url, reader, writer)
+
+    def close(self) -> None:
+        self._read.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def _tx(self, fn: Any) -> Any:
+        """Run `fn(conn)` in one write transaction, retried on transient lock errors."""
+
+        def attempt() -> Any:
+            with self._write.begin() as conn:
+                return fn(conn)
+
+        return retrying(attempt)
+
+    def ensure_experiment(self, name: str, recipe: str | None = None) -> None:
+        """Create the experiment if it is new; a recipe given replaces the stored one."""
+
+        def write(conn: Connection) -> None:
+            conn.execute(
+                _insert(conn, Experiment)
+                .values(name=name, recipe=recipe, created=utcnow())
+                .on_conflict_do_nothing()
+            )
+            if recipe is not None:
+                named = update(Experiment).where(Experiment.name == name)
+                conn.execute(named.values(recipe=recipe))
+
+        self._tx(write)
+
+    def upsert_run(
+        self,
+        run_id: str,
+        *,
+        experiment: str,
+        env: str,
+        rung: str,
+        seed: int,
+        preset: str,
+        config: dict | None,
+        run_dir: str,
+        overrides: dict[str, str] | None = None,
+        steps: int | None = None,
+    ) -> None:
+        """Create the run as `queued` if it is new, else update its description (not its state).
+
+        `overrides` and `steps` are the `--set` and `--steps` options as given; None keeps what is
+        stored. The code's git commit and dirty flag are recorded each time.
+        """
+        if not run_id.startswith(f"{experiment}/") or run_id == f"{experiment}/":
+            raise StoreError(f"run id {run_id!r} must be '{experiment}/<run name>'")
+        commit, dirty = gitinfo.state()
+        described = {"config": config, "run_dir": run_dir, "git_commit": commit, "git_dirty": dirty}
+        if overrides is not None:
+            described["overrides"] = dict(overrides)
+        if steps is not None:
+            described["steps"] = steps
+
+        def write(conn: Connection) -> None:
+            conn.execute(
+                _insert(conn, Experiment)
+                .values(name=experiment, created=utcnow())
+                .on_conflict_do_nothing()
+            )
+            new = conn.execute(
+                _insert(conn, Run)
+                .values(id=run_id, experiment=experiment, name=run_id.split("/", 1)[1], env=env,
+                        rung=rung, seed=seed, preset=preset, status="queued", step=0,
+                        created=utcnow(), **described)
+                .on_conflict_do_nothing()
+            ).rowcount
+            if not new:
+                conn.execute(update(Run).where(Run.id == run_id).values(**described))
+
+        self._tx(write)
+
+    def set_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        pid: int | None = None,
+        host: str | None = None,
+        device: str | None = None,
+        expect: Iterable[str] | None = None,
+    ) -> bool:
+        """Move a run to `status`; returns False when `expect` is given and the run is not in it.
+
+        `running` stamps `started` (the first time) and the heartbeat, clears `ended` and the error,
+        and records the calling process (pid, host) unless given. Any other state but `queued`
+        stamps `ended`. `expect` makes the change conditional, atomically (crash detection uses
+        it so that a run finishing at that moment keeps its own state).
+        """
+        if status not in STATUSES:
+            raise StoreError(f"unknown run status {status!r}; valid: {', '.join(STATUSES)}")
+        now = utcnow()
+        values: dict[str, Any] = {"status": status, "error": error}
+        if status == "running":
+            first_start = func.coalesce(Run.started, literal(now, UTCDateTime()))
+            values |= {"started": first_start, "heartbeat": now, "ended": None,
+                       "pid": pid or os.getpid(), "host": host or socket.gethostname()}
+        elif status in TERMINAL:
+            values["ended"] = now
+        if pid is not None:
+            values["pid"] = pid
+        if host is not None:
+            values["host"] = host
+        if device is not None:
+            values["device"] = device
+        query = update(Run).where(Run.id == run_id)
+        if expect is not None:
+            query = query.where(Run.status.in_(list(expect)))
+
+        def write(conn: Connection) -> bool:
+            changed = conn.execute(query.values(**values)).rowcount
+            if not changed and conn.scalar(select(Run.id).where(Run.id == run_id)) is None:
+                raise StoreError(f"unknown run {run_id!r}")
+            return bool(changed)
+
+        return self._tx(write)
+
+    def heartbeat(self, run_id: str, step: int) -> None:
+        """Record that the run is alive at agent step `step`."""
+        self._tx(lambda c: c.execute(
+            update(Run).where(Run.id == run_id).values(heartbeat=utcnow(), step=int(step))
+        ))
+
+    def append_metrics(self, run_id: str, rows: Sequence[tuple[int, int, str, float]]) -> None:
+        """Append tidy rows (step, frames, name, value); non-finite values are stored as NULL."""
+        if not rows:
+            return
+        values = [
+            {"run_id": run_id, "step": int(step), "frames": int(frames), "name": str(name),
+             "value": float(value) if math.isfinite(float(value)) else None}
+            for step, frames, name, value in rows
+        ]
+        self._tx(lambda c: c.execute(_insert(c, Metric), values))
+
+    def truncate_metrics(self, run_id: str, after_step: int) -> int:
+        """Delete the run's metric rows with step > after_step (a resume rewrites them)."""
+        query = delete(Metric).where(Metric.run_id == run_id, Metric.step > int(after_step))
+        return self._tx(lambda c: c.execute(query).rowcount)
+
+    def add_checkpoint(self, run_id: str, step: int, path: str) -> None:
+        """Record a checkpoint file written at agent step `step`."""
+        self._tx(lambda c: c.execute(
+            _insert(c, Checkpoint).values(run_id=run_id, step=int(step), path=str(path),
+                                          created=utcnow())
+        ))
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run's row as a dict, or None."""
+        with self._read.connect() as conn:
+            row = conn.execute(select(Run).where(Run.id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def runs(self, experiment: str | None = None) -> list[dict[str, Any]]:
+        """Every run (of one experiment), ordered by id."""
+        query = select(Run).order_by(Run.id)
+        if experiment is not None:
+            query = query.where(Run.experiment == experiment)
+        with self._read.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """Every experiment with `counts`: the number of its runs in each state."""
+        with self._read.connect() as conn:
+            exps = [dict(r) for r in conn.execute(
+                select(Experiment).order_by(Experiment.created, Experiment.name)).mappings()]
+            counts = conn.execute(
+                select(Run.experiment, Run.status, func.count()).group_by(Run.experiment,
+                                                                          Run.status)
+            ).all()
+        for exp in exps:
+            exp["counts"] = {s: n for e, s, n in counts if e == exp["name"]}
+        return exps
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's recorded checkpoints, oldest first."""
+        query = select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.id)
+        with self._read.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def metrics_frame(
+        self, experiment: str | None = None, names: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Tidy metric rows joined with their run's description (columns: FRAME_COLUMNS)."""
+        query = (
+            select(Metric.run_id, Run.experiment, Run.env, Run.rung, Run.seed, Run.preset,
+                   Metric.step, Metric.frames, Metric.name, Metric.value)
+            .join(Run, Run.id == Metric.run_id)
+            .order_by(Metric.run_id, Metric.name, Metric.step, Metric.id)
+        )
+        if experiment is not None:
+            query = query.where(Run.experiment == experiment)
+        if names is not None:
+            query = query.where(Metric.name.in_(names))
+        with self._read.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+        frame["value"] = frame["value"].astype(float)  # NULL -> NaN
+        return frame
+
+    def latest_metrics(
+        self, names: Sequence[str], experiment: str | None = None
+    ) -> dict[str, dict[str, float | None]]:
+        """{run_id: {name: value at the run's last step with that metric}} for the live table."""
+        last = (
+            select(Metric.run_id, Metric.name, func.max(Metric.step).label("step"))
+            .where(Metric.name.in_(list(names)))
+            .group_by(Metric.run_id, Metric.name)
+        )
+        if experiment is not None:
+            last = last.join(Run, Run.id == Metric.run_id).where(Run.experiment == experiment)
+        last = last.subquery()
+        query = select(Metric.run_id, Metric.name, Metric.value).join(
+            last, (Metric.run_id == last.c.run_id) & (Metric.name == last.c.name)
+            & (Metric.step == last.c.step)
+        ).order_by(Metric.id)
+        out: dict[str, dict[str, float | None]] = {}
+        with self._read.connect() as conn:
+            for run_id, name, value in conn.execute(query):
+                out.setdefault(run_id, {})[name] = value
+        return out
