@@ -1,0 +1,84 @@
+"""`blast report`: the paper's figures and the ladder's statistics from the run database."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from blast_cli.run_cmd import Db, Results
+from blast_core.errors import BlastError
+from blast_core.report import build
+from blast_core.store import db_url, results_root
+
+
+class FigureId(StrEnum):
+    """The paper's figures that `blast report` draws."""
+
+    f2 = "2"
+    f3 = "3"
+    f4 = "4"
+    f5 = "5"
+    f6 = "6"
+    f7 = "7"
+    f8 = "8"
+
+
+FIGURE_HELP = (
+    "2: sample MiniGrid observations; 3/4: final score per rung (MiniGrid/DMC); 5: latent only "
+    "vs BLAST; 6/7: learning curves (MiniGrid/DMC); 8: probe reconstructions, −recon vs BLAST."
+)
+
+
+def _stats_table(table) -> Table:
+    out = Table(title="IQM and P(improvement), stratified bootstrap 95% CI")
+    for col in ("family", "", "estimate", "95% CI", "seeds", "tasks", "warning"):
+        out.add_column(col, justify="right" if col in ("estimate", "seeds") else "left")
+    for _, r in table.iterrows():
+        out.add_row(r["family"], r["label"], f"{r['estimate']:.3g}",
+                    f"[{r['ci_low']:.3g}, {r['ci_high']:.3g}]", str(r["seeds"]), r["tasks"],
+                    f"[red]{r['warning']}[/red]" if r["warning"] else "")
+    return out
+
+
+def report(
+    figure: Annotated[FigureId | None, typer.Option("--figure", "-f", help=FIGURE_HELP)] = None,
+    stats: Annotated[bool, typer.Option("--stats", help="IQM + P(improvement) per rung.")] = False,
+    experiment: Annotated[str, typer.Option("--experiment", help="Experiment name.")] = "default",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default <results>/reports/EXP).")
+    ] = None,
+    metric: Annotated[str, typer.Option("--metric", help="Evaluation metric.")] = "eval_score",
+    last: Annotated[
+        int, typer.Option("--last", help="Final score = mean of each run's last K evaluations.")
+    ] = build.ReportOptions.last,
+    bin_: Annotated[
+        float | None,
+        typer.Option("--bin", help="Curve bin width in env frames (default: auto)."),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="Only runs of this preset.")
+    ] = None,
+    reps: Annotated[int, typer.Option("--reps", help="Bootstrap replications.")] = 2000,
+    results: Results = None,
+    db: Db = None,
+) -> None:
+    """Draw a paper figure (PNG + PDF + CSV of the numbers drawn) or the ladder statistics."""
+    if (figure is None) == (not stats):
+        raise BlastError("give exactly one of --figure N or --stats")
+    opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
+                               preset=preset, reps=reps)
+    number = int(figure.value) if figure is not None else None
+    with build.open_store(db_url(db, results)) as store:
+        made = build.build(number, store, opts)
+    if stats:
+        Console(width=160).print(_stats_table(made.table))
+    for note in made.notes:
+        typer.echo(note)
+    folder = out if out is not None else results_root(results) / "reports" / experiment
+    for path in build.save(made, folder):
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,233 @@
+"""`blast report`'s work: read the run database, compute, draw, and write PNG + PDF + CSV.
+
+Everything is computed and drawn before the first file is written, and each file is written to a
+temporary name and renamed, so a bad option or an empty experiment leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+from matplotlib.figure import Figure
+from sqlalchemy.engine import make_url
+
+from blast_core.config import LADDER_IDS
+from blast_core.errors import BlastError
+from blast_core.report import figures, frames, stats
+from blast_core.store import Store
+
+FIGURES = (2, 3, 4, 5, 6, 7, 8)
+FAMILY_NAMES = frames.FAMILY_NAMES
+YLABELS = frames.YLABELS
+
+
+class RunSource(Protocol):
+    """What a report reads: `blast_core.store.Store` provides it."""
+
+    def runs(self, experiment: str | None = None) -> list[dict]: ...
+
+    def metrics_frame(
+        self, experiment: str | None = None, names: list[str] | None = None
+    ) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """The rules of a report; each is a `blast report` option and is printed with the figure."""
+
+    experiment: str = "default"
+    """The experiment whose runs are drawn."""
+    metric: str = "eval_score"
+    """The evaluation metric of bars, curves and statistics."""
+    last: int = 3
+    """Final score = mean of each run's last `last` evaluations."""
+    bin: float | None = None
+    """Curve bin width in env frames; None picks one (`frames.auto_bin_width`)."""
+    preset: str | None = None
+    """Only runs of this preset; needed when an experiment mixes presets."""
+    reps: int = 2000
+    """Bootstrap replications of the statistics."""
+
+
+@dataclass
+class Report:
+    """What was made: the figure (or None), the numbers drawn, notes for the terminal."""
+
+    name: str
+    figure: Figure | None
+    table: pd.DataFrame
+    notes: list[str]
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def open_store(url: str) -> Store:
+    """Open the run database for reading; a SQLite file that does not exist is an error, not an
+    empty database created as a side effect of asking for a report."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).expanduser().exists():
+            raise BlastError(f"no run database at {parsed.database}: run something first, or "
+                             "point --results / --db at one")
+    return Store.open(url)
+
+
+def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.DataFrame:
+    """The experiment's registered runs (any status) of one family, as a DataFrame.
+
+    Raises a one-line BlastError when the experiment has no runs, no runs of the family, or mixes
+    presets without `--preset`.
+    """
+    runs = pd.DataFrame(source.runs(opts.experiment))
+    if runs.empty:
+        raise BlastError(f"experiment {opts.experiment!r} has no runs: nothing to report")
+    if fam is not None:
+        runs = runs[[frames.family(e) == fam for e in runs["env"]]]
+        if runs.empty:
+            raise BlastError(f"experiment {opts.experiment!r} has no {FAMILY_NAMES[fam]} runs "
+                             f"({fam}:* envs)")
+    if opts.preset is not None:
+        runs = runs[runs["preset"] == opts.preset]
+        if runs.empty:
+            raise BlastError(f"experiment {opts.experiment!r} has no runs of preset "
+                             f"{opts.preset!r}")
+    presets = sorted(set(runs["preset"]))
+    if len(presets) > 1:
+        raise BlastError(f"experiment {opts.experiment!r} mixes presets {', '.join(presets)}: "
+                         "choose one with --preset")
+    return runs
+
+
+def load_metrics(source: RunSource, runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The metric rows of exactly `runs`."""
+    experiments = sorted(set(runs["experiment"])) if "experiment" in runs else [None]
+    parts = [source.metrics_frame(e, names) for e in experiments]
+    metrics = pd.concat(parts, ignore_index=True)
+    return metrics[metrics["run_id"].isin(set(runs["run_id"]))]
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _missing_note(summary: pd.DataFrame) -> list[str]:
+    gone = summary[summary["n"] == 0]
+    if gone.empty:
+        return []
+    cells = ", ".join(f"{frames.env_label(e)}/{lab}" for e, lab in zip(gone["env"], gone["label"],
+                                                                      strict=True))
+    return [f"missing (drawn n/a): {cells}"]
+
+
+def ladder_bars(source: RunSource, opts: ReportOptions, fam: str, number: int) -> Report:
+    """Figures 3 (MiniGrid) and 4 (DMC): final score per task x rung."""
+    runs = load_runs(source, opts, fam)
+    final = frames.final_scores(load_metrics(source, runs, [opts.metric]), opts.metric, opts.last)
+    grid = frames.cells(frames.order_envs(runs["env"]), LADDER_IDS)
+    summary = frames.summarize_final(final, grid)
+    rule = frames.final_rule_text(opts.last)
+    fig, table = figures.bar_figure(
+        summary, title=f"Figure {number}: {FAMILY_NAMES[fam]}, final {opts.metric} per rung",
+        ylabel=YLABELS[fam], caption=f"{opts.experiment}: {rule}",
+    )
+    return Report(f"figure{number}", fig, table, [rule, *_missing_note(summary)])
+
+
+def latent_only_bars(source: RunSource, opts: ReportOptions) -> Report:
+    """Figure 5: BLAST learning from latent prediction alone against BLAST, per MiniGrid variant."""
+    runs = load_runs(source, opts, "minigrid")
+    runs = runs[runs["rung"].isin(["ar_prior", "latent_only"])]
+    if runs.empty:
+        raise BlastError(f"experiment {opts.experiment!r} has no MiniGrid ar_prior or "
+                         "latent_only runs (figure 5 compares them)")
+    final = frames.final_scores(load_metrics(source, runs, [opts.metric]), opts.metric, opts.last)
+    grid = frames.cells(frames.order_envs(runs["env"]), ["ar_prior", "latent_only"])
+    summary = frames.summarize_final(final, grid)
+    rule = frames.final_rule_text(opts.last)
+    labels = {"ar_prior": "BLAST (+AR)", "latent_only": "BLAST, latent prediction only"}
+    fig, table = figures.bar_figure(
+        summary, title="Figure 5: BLAST without reward gradients (latent prediction only)",
+        ylabel=YLABELS["minigrid"], caption=f"{opts.experiment}: {rule}", labels=labels,
+    )
+    return Report("figure5", fig, table, [rule, *_missing_note(summary)])
+
+
+def learning_curves(source: RunSource, opts: ReportOptions, fam: str, number: int) -> Report:
+    """Figures 6 (MiniGrid) and 7 (DMC): evaluation score against env frames per task."""
+    runs = load_runs(source, opts, fam)
+    runs = runs[runs["rung"].isin(LADDER_IDS)]
+    metrics = load_metrics(source, runs, [opts.metric])
+    width = opts.bin if opts.bin is not None else frames.auto_bin_width(metrics, opts.metric)
+    curves = frames.bin_curves(metrics, opts.metric, width)
+    rule = frames.bin_rule_text(width)
+    envs = frames.order_envs(runs["env"])
+    fig, table = figures.curve_figure(
+        curves, envs, LADDER_IDS, title=f"Figure {number}: {FAMILY_NAMES[fam]} training curves "
+        f"({opts.metric})", ylabel=YLABELS[fam], caption=f"{opts.experiment}: {rule}",
+    )
+    return Report(f"figure{number}", fig, table, [rule])
+
+
+def ladder_statistics(source: RunSource, opts: ReportOptions) -> Report:
+    """`--stats`: IQM with stratified-bootstrap CIs and P(improvement) per family."""
+    if opts.reps < 1:
+        raise BlastError(f"--reps must be >= 1, got {opts.reps}")
+    runs = load_runs(source, opts, None)
+    final = frames.final_scores(load_metrics(source, runs, [opts.metric]), opts.metric, opts.last)
+    if final.empty:
+        raise BlastError(f"experiment {opts.experiment!r} has no {opts.metric} rows yet")
+    table = stats.ladder_stats(final, reps=opts.reps)
+    rule = frames.final_rule_text(opts.last).split(";")[0]
+    caption = (f"{opts.experiment}: {rule}; seeds are the runs, tasks the envs; stratified "
+               f"bootstrap, {opts.reps} reps; ! = fewer than {stats.MIN_SEEDS} seeds or tasks "
+               "missing")
+    notes = [rule] + [f"warning: {f} {lab}: {w}" for f, lab, w in
+                      zip(table["family"], table["label"], table["warning"], strict=True) if w]
+    return Report("stats", stats.stats_figure(table, caption, YLABELS), table, notes)
+
+
+def build(number: int | None, source: RunSource, opts: ReportOptions) -> Report:
+    """The report of figure `number`, or the statistics when `number` is None."""
+    makers: dict[int, Callable[[], Report]] = {
+        3: lambda: ladder_bars(source, opts, "minigrid", 3),
+        4: lambda: ladder_bars(source, opts, "dmc", 4),
+        5: lambda: latent_only_bars(source, opts),
+        6: lambda: learning_curves(source, opts, "minigrid", 6),
+        7: lambda: learning_curves(source, opts, "dmc", 7),
+    }
+    if number is None:
+        return ladder_statistics(source, opts)
+    if number not in makers:
+        raise BlastError(f"unknown figure {number}; valid: {', '.join(map(str, FIGURES))}")
+    return makers[number]()
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _replace(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save(report: Report, out: Path) -> list[Path]:
+    """Write `<name>.png`, `<name>.pdf` (when there is a figure) and `<name>.csv` into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    if report.figure is not None:
+        for ext in ("png", "pdf"):
+            path = out / f"{report.name}.{ext}"
+            _replace(path, lambda p, ext=ext: report.figure.savefig(p, format=ext, dpi=150))
+            paths.append(path)
+    path = out / f"{report.name}.csv"
+    _replace(path, lambda p: report.table.to_csv(p, index=False))
+    return [*paths, path]

@@ -1,0 +1,181 @@
+"""`blast report`: the final-score and binning rules, the figures, and the command end to end.
+
+Most tests build metric rows in the test (tests/report_rows.py); the end-to-end ones write them
+through the real Store (SQLite and PostgreSQL) or produce them with real tiny runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.patches import Rectangle
+
+from blast_core.config import LADDER_IDS
+from blast_core.errors import BlastError
+from blast_core.report import figures, frames
+from tests.report_rows import VARIANTS, ladder_rows
+
+PAPER_LABELS = ["DV2", "−recon", "+SG", "+EMA", "+BN", "+AR"]
+
+
+def reference_final(rows: pd.DataFrame, last: int) -> dict[tuple[str, str], list[float]]:
+    """The final-score rule by hand: per run, mean of the last `last` values by step."""
+    per_cell: dict[tuple[str, str], list[float]] = {}
+    for _, g in rows[rows["name"] == "eval_score"].groupby("run_id"):
+        values = list(g.sort_values("step")["value"])[-last:]
+        key = (g["env"].iloc[0], g["rung"].iloc[0])
+        per_cell.setdefault(key, []).append(sum(values) / len(values))
+    return per_cell
+
+
+def bars(fig) -> list[Rectangle]:
+    (ax,) = fig.axes
+    return [p for c in ax.containers if hasattr(c, "patches") for p in c.patches]
+
+
+def summary_of(rows: pd.DataFrame, last: int = 3, envs=VARIANTS, rungs=LADDER_IDS):
+    final = frames.final_scores(rows, "eval_score", last)
+    return frames.summarize_final(final, frames.cells(list(envs), rungs))
+
+
+# --- the final-score rule -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("last", [1, 3, 100])
+def test_bar_numbers_equal_group_means_and_stds(last):
+    rows = ladder_rows(seeds=4)
+    fig, drawn = figures.bar_figure(summary_of(rows, last), title="t", ylabel="y", caption="c")
+    ref = reference_final(rows, last)
+    assert len(drawn) == len(VARIANTS) * len(LADDER_IDS)
+    for _, row in drawn.iterrows():
+        values = pd.Series(ref[(row["env"], row["rung"])])
+        assert row["n"] == 4
+        assert row["mean"] == pytest.approx(values.mean(), rel=1e-12)
+        assert row["std"] == pytest.approx(values.std(), rel=1e-12)  # pandas' ddof=1
+    # What is drawn is what the CSV says: every bar's height is the row's mean at the row's x.
+    drawn_bars = {(round(p.get_x() + p.get_width() / 2, 9), round(p.get_height(), 9))
+                  for p in bars(fig)}
+    in_csv = zip(drawn["x"], drawn["mean"], strict=True)
+    assert drawn_bars == {(round(x, 9), round(m, 9)) for x, m in in_csv}
+
+
+def test_final_score_uses_the_last_evaluations_by_step_not_by_row_order():
+    rows = ladder_rows(envs=VARIANTS[:1], rungs=["dv2"], seeds=1, evals=5)
+    rows = rows[rows["name"] == "eval_score"].sample(frac=1, random_state=1)  # shuffled
+    final = frames.final_scores(rows, "eval_score", 2)
+    expect = rows.sort_values("step")["value"].iloc[-2:].mean()
+    assert final["score"].iloc[0] == pytest.approx(expect)
+    assert final["evals"].iloc[0] == 2
+    assert final["frames"].iloc[0] == rows["frames"].max()
+
+
+def test_bad_rules_are_one_line_errors():
+    rows = ladder_rows(envs=VARIANTS[:1], seeds=1)
+    with pytest.raises(BlastError, match="--last"):
+        frames.final_scores(rows, "eval_score", 0)
+    with pytest.raises(BlastError, match="--bin"):
+        frames.bin_curves(rows, "eval_score", 0)
+    with pytest.raises(BlastError, match="lacks column"):
+        frames.final_scores(rows.drop(columns=["frames"]), "eval_score", 1)
+
+
+# --- Figures 3, 4, 5: bars ----------------------------------------------------------------------
+
+
+def test_ladder_bars_axes_labels_count_and_legend_order():
+    rows = ladder_rows(seeds=3)
+    fig, drawn = figures.bar_figure(summary_of(rows), title="Figure 3: MiniGrid",
+                                    ylabel="score (goals − collisions)", caption="rule")
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [v.split(":")[1] for v in VARIANTS]
+    assert ax.get_ylabel() == "score (goals − collisions)"
+    assert fig.get_suptitle() == "Figure 3: MiniGrid"
+    assert len(bars(fig)) == 5 * 6
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == PAPER_LABELS
+    assert [c.get_label() for c in ax.containers if hasattr(c, "patches")] == PAPER_LABELS
+    # Bars of one group are in ladder order from left to right.
+    first = drawn[drawn["env"] == VARIANTS[0]].sort_values("x")
+    assert list(first["label"]) == PAPER_LABELS
+    assert set(drawn["shown"]) == {"bar"}
+    assert any("rule" in t.get_text() for t in fig.texts)
+
+
+def test_missing_runs_are_drawn_as_missing_never_as_zero():
+    gone = ("minigrid:video", "target")
+    rows = ladder_rows(seeds=3, skip=(gone, ("minigrid:smaller_agent", "bn", 3)))
+    fig, drawn = figures.bar_figure(summary_of(rows), title="t", ylabel="y", caption="c")
+    (ax,) = fig.axes
+    cell = drawn[(drawn["env"] == gone[0]) & (drawn["rung"] == gone[1])].iloc[0]
+    assert cell["n"] == 0 and math.isnan(cell["mean"]) and cell["shown"] == "n/a"
+    assert len(bars(fig)) == 5 * 6 - 1
+    assert all(abs(p.get_x() + p.get_width() / 2 - cell["x"]) > 1e-9 for p in bars(fig))
+    marks = [t for t in ax.texts if t.get_text() == "n/a"]
+    assert len(marks) == 1 and marks[0].get_position()[0] == pytest.approx(cell["x"])
+    # A cell with fewer seeds than the others says so.
+    short = drawn[(drawn["env"] == "minigrid:smaller_agent") & (drawn["rung"] == "bn")].iloc[0]
+    assert short["n"] == 2 and short["seeds"] == "1 2"
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("n=")] == ["n=2"]
+
+
+def test_latent_only_bars_rename_the_rungs():
+    rows = ladder_rows(rungs=["ar_prior", "latent_only"], seeds=2)
+    summary = summary_of(rows, rungs=["ar_prior", "latent_only"])
+    labels = {"ar_prior": "BLAST (+AR)", "latent_only": "latent only"}
+    fig, drawn = figures.bar_figure(summary, title="5", ylabel="y", caption="c", labels=labels)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["BLAST (+AR)", "latent only"]
+    assert len(bars(fig)) == 10 and list(drawn["label"][:2]) == ["BLAST (+AR)", "latent only"]
+
+
+# --- Figures 6, 7: curves -----------------------------------------------------------------------
+
+
+def test_binning_equals_a_naive_loop():
+    rows = ladder_rows(envs=VARIANTS[:2], rungs=["dv2", "ar_prior"], seeds=3)
+    width = 700.0
+    curves = frames.bin_curves(rows, "eval_score", width)
+    score = rows[rows["name"] == "eval_score"]
+    for _, c in curves.iterrows():
+        per_run = []
+        for _, g in score[(score["env"] == c["env"]) & (score["rung"] == c["rung"])].groupby(
+                "run_id"):
+            inside = [v for f, v in zip(g["frames"], g["value"], strict=True)
+                      if c["frames"] - width < f <= c["frames"]]
+            if inside:
+                per_run.append(sum(inside) / len(inside))
+        assert c["n"] == len(per_run) > 0
+        assert c["mean"] == pytest.approx(np.mean(per_run))
+        if len(per_run) > 1:
+            assert c["std"] == pytest.approx(np.std(per_run, ddof=1))
+    assert set(curves["frames"] % width) == {0}
+
+
+def test_auto_bin_width_fits_the_sparsest_run():
+    rows = ladder_rows(envs=VARIANTS[:1], rungs=["dv2"], seeds=3)
+    gaps = [g.sort_values("frames")["frames"].diff().median()
+            for _, g in rows[rows["name"] == "eval_score"].groupby("run_id")]
+    assert frames.auto_bin_width(rows, "eval_score") == max(gaps)
+
+
+def test_curve_figure_panels_lines_bands_and_legend():
+    rows = ladder_rows(seeds=2, skip=(("minigrid:video", "target"),))
+    curves = frames.bin_curves(rows, "eval_score", 600)
+    fig, drawn = figures.curve_figure(curves, VARIANTS, LADDER_IDS, title="Figure 6",
+                                      ylabel="score", caption="bins")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [v.split(":")[1] for v in VARIANTS]
+    assert [len(ax.get_lines()) for ax in panels] == [6, 6, 6, 6, 5]
+    assert [ax.get_xlabel() for ax in panels] == ["", "", "env frames", "env frames",
+                                                  "env frames"]
+    assert "no data: +EMA" in [t.get_text() for t in panels[-1].texts]
+    (legend,) = [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert [t.get_text() for t in legend.get_texts()] == PAPER_LABELS
+    # The lines are the CSV: x = bin ends, y = means.
+    line = panels[0].get_lines()[0]
+    first = drawn[(drawn["env"] == VARIANTS[0]) & (drawn["rung"] == "dv2")]
+    assert list(line.get_xdata()) == list(first["frames"])
+    assert list(line.get_ydata()) == pytest.approx(list(first["mean"]))
+    assert len(drawn) == len(curves)
