@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from blast_cli import config_cmd, run_cmd
+from blast_cli import config_cmd, report_cmd, run_cmd
 from blast_core.errors import BlastError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 run_cmd.register(app)
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:
