@@ -1,0 +1,88 @@
+"""Environments: one factory, `make(env_id, seed)`, for MiniGrid's renderings and pixel DMC.
+
+Every env is a plain `gymnasium.Env` with uint8 (64, 64, 3) observations, `terminated` always
+False and `truncated` True at exactly `time_limit` agent steps. Ids:
+
+    minigrid:unmodified | color_direction | smaller_agent | random_frames | video
+    dmc:DOMAIN_TASK      any dm_control suite task (the paper's six are in ENV_IDS)
+
+Heavy imports (dm_control and its OpenGL backend) happen only when a DMC env is asked for.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from blast_core.config import ConfigError, EnvConfig, make_config
+from blast_core.envs.minigrid import VARIANTS
+
+MINIGRID_IDS = tuple(f"minigrid:{v}" for v in VARIANTS)
+DMC_PAPER_IDS = (
+    "dmc:cartpole_swingup",
+    "dmc:cheetah_run",
+    "dmc:cup_catch",
+    "dmc:hopper_hop",
+    "dmc:pendulum_swingup",
+    "dmc:walker_run",
+)
+ENV_IDS: tuple[str, ...] = MINIGRID_IDS + DMC_PAPER_IDS
+"""The paper's ids: the five MiniGrid renderings, then the six DMC tasks."""
+
+__all__ = ["ENV_IDS", "MINIGRID_IDS", "DMC_PAPER_IDS", "check_env_id", "make", "dmc_ids"]
+
+
+def _unknown(env_id: str) -> ConfigError:
+    return ConfigError(
+        f"unknown env id {env_id!r}; valid: {', '.join(ENV_IDS)}, or dmc:DOMAIN_TASK for any "
+        "dm_control suite task (blast envs list --all)"
+    )
+
+
+def check_env_id(env_id: str) -> tuple[str, str]:
+    """Split a valid id into (family, name); raise ConfigError listing the valid ids otherwise.
+
+    A `dmc:` id is checked against the dm_control suite, which imports dm_control (and so picks
+    the OpenGL backend) the first time.
+    """
+    family, _, name = env_id.partition(":")
+    if family == "minigrid" and name in VARIANTS:
+        return family, name
+    if family == "dmc" and name:
+        from blast_core.envs.dmc import parse_task
+
+        if parse_task(name) is not None:
+            return family, name
+    raise _unknown(env_id)
+
+
+def dmc_ids() -> list[str]:
+    """Every dm_control suite task as a `dmc:` id."""
+    from blast_core.envs.dmc import suite_tasks
+
+    return [f"dmc:{name}" for name in suite_tasks()]
+
+
+def _check_cfg(cfg: EnvConfig, family: str) -> None:
+    if cfg.family != family:
+        raise ConfigError(f"env config for {cfg.id!r} cannot build a {family}: env")
+    for key in ("size", "action_repeat", "time_limit"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"env.{key}={getattr(cfg, key)} must be >= 1")
+
+
+def make(env_id: str, seed: int, cfg: EnvConfig | None = None) -> gym.Env:
+    """Build the env `env_id`; its first `reset()` without a seed uses `seed`.
+
+    `cfg` defaults to the family's paper settings (`make_config(env_id).env`); its `size`,
+    `action_repeat`, `time_limit`, `video`, `matting` and `shadows` are honoured.
+    """
+    family, name = check_env_id(env_id)
+    cfg = make_config(env_id).env if cfg is None else cfg
+    _check_cfg(cfg, family)
+    if family == "minigrid":
+        from blast_core.envs.minigrid import DynamicObstacles
+
+        return DynamicObstacles(name, cfg, seed)
+    from blast_core.envs.dmc import DMC
+
+    return DMC(name, cfg, seed)
