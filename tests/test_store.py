@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from blast_core.store import Store, StoreError, db_url
-from blast_core.store.engine import current_revision, head_revision
+from blast_core.store.engine import current_revision, head_revision, make_engines, migrate
 
 
 @pytest.fixture
@@ -32,6 +32,27 @@ def test_open_creates_the_schema_at_head_in_a_new_folder(url: str) -> None:
     assert current_revision(store._write) == head_revision()
     assert store.runs() == [] and store.experiments() == []
     Store.open(url)  # a second open finds it current and changes nothing
+
+
+def test_an_older_schema_is_upgraded_in_place_keeping_its_rows(url: str) -> None:
+    # A results folder written by the first schema (before runs.launches existed).
+    _, writer = make_engines(url)
+    migrate(writer, "0001")
+    assert current_revision(writer) == "0001"
+    with writer.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO experiments (name, created) VALUES ('old', "
+                             "'2026-01-01 00:00:00')")
+        conn.exec_driver_sql(
+            "INSERT INTO runs (id, experiment, name, env, rung, seed, preset, status, step, "
+            "created) VALUES ('old/r', 'old', 'r', 'minigrid:unmodified', 'dv2', 0, 'tiny', "
+            "'done', 400, '2026-01-01 00:00:00')")
+    writer.dispose()
+    store = Store.open(url)
+    assert current_revision(store._write) == head_revision() != "0001"
+    (row,) = store.runs("old")
+    assert row["status"] == "done" and row["step"] == 400 and row["launches"] == 0
+    store.count_launch("old/r")
+    assert store.run("old/r")["launches"] == 1
 
 
 def test_run_lifecycle_states_and_stamps(url: str) -> None:

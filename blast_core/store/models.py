@@ -101,6 +101,8 @@ class Run(Base):
     started: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     ended: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    launches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Processes a scheduler started for this run (retries included); `blast run` by hand: 0."""
 
 
 class Metric(Base):

@@ -215,6 +215,12 @@ class Store:
         query = delete(Metric).where(Metric.run_id == run_id, Metric.step > int(after_step))
         return self._tx(lambda c: c.execute(query).rowcount)
 
+    def count_launch(self, run_id: str) -> None:
+        """Count one more process started for the run (the scheduler calls it per launch)."""
+        self._tx(lambda c: c.execute(
+            update(Run).where(Run.id == run_id).values(launches=Run.launches + 1)
+        ))
+
     def add_checkpoint(self, run_id: str, step: int, path: str) -> None:
         """Record a checkpoint file written at agent step `step`."""
         self._tx(lambda c: c.execute(

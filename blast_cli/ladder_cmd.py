@@ -1,0 +1,243 @@
+"""Experiment management: `run-ladder`, `run-recipe`, `status`, `ls`, `cancel` and `resume`.
+
+`resume RUN ...` continues the named runs here, one after another (`blast_cli.run_cmd.resume`);
+`resume --all` / `--experiment NAME` restarts every crashed, failed and interrupted run through
+the scheduler, with the same placement options as `run-ladder`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from blast_cli import options, run_cmd
+from blast_core import config as C
+from blast_core import recipes
+from blast_core.errors import BlastError
+from blast_core.scheduling import STALE_AFTER_S, Execution, Outcome, grid, placement
+from blast_core.scheduling import status as S
+from blast_core.scheduling.crash import mark_crashed
+from blast_core.store import Store, db_url, results_root
+
+
+class Executor(StrEnum):
+    local = "local"
+    slurm = "slurm"
+    submitit_local = "submitit-local"
+
+
+Gpus = Annotated[str | None, typer.Option("--gpus", help="GPUs to use, e.g. 0,1 (default: CPU).")]
+PerGpu = Annotated[int, typer.Option("--per-gpu", help="Runs packed on each GPU at once.")]
+Workers = Annotated[
+    int | None, typer.Option("--workers", help="Concurrent CPU runs (without --gpus; default 1).")
+]
+MaxRetries = Annotated[
+    int, typer.Option("--max-retries", help="Relaunch a crashed or failed run up to R times.")
+]
+ExecutorOpt = Annotated[
+    Executor, typer.Option("--executor", help="local, slurm or submitit-local.")
+]
+Partition = Annotated[str | None, typer.Option("--partition", help="SLURM partition.")]
+TimeMin = Annotated[int, typer.Option("--time-min", help="SLURM time limit per job (minutes).")]
+GpusPerJob = Annotated[int, typer.Option("--gpus-per-job", help="SLURM GPUs per job (0: CPU).")]
+RunsPerJob = Annotated[
+    int | None, typer.Option("--runs-per-job", help="Runs packed in one SLURM job.")
+]
+Wait = Annotated[bool, typer.Option("--wait", help="Wait for the SLURM jobs to end.")]
+StaleAfter = Annotated[
+    float, typer.Option("--stale-after", help="Seconds without heartbeat that mean crashed.")
+]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="Event lines, no live table.")]
+Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name.")]
+
+
+def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: int,
+               workers: int | None, max_retries: int, executor: Executor, stale_after: float,
+               no_progress: bool, slurm: dict) -> Execution:
+    """Validate the scheduling options (one-line errors, before anything is written)."""
+    from blast_core.slurm import SlurmOptions
+
+    if max_retries < 0:
+        raise BlastError(f"--max-retries must be >= 0, got {max_retries}")
+    if slurm["time_min"] < 1 or slurm["gpus_per_job"] < 0 or (slurm["runs_per_job"] or 1) < 1:
+        raise BlastError("--time-min and --runs-per-job must be >= 1, --gpus-per-job >= 0")
+    root = results_root(results)
+    return Execution(root, db_url(db, root), placement(gpus, per_gpu, workers), max_retries,
+                     stale_after, executor.value, SlurmOptions(**slurm),
+                     live=False if no_progress else None)
+
+
+def _finish(outcome: Outcome) -> None:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts().items()))
+    typer.echo(f"{len(outcome.states)} runs: {counts or 'nothing to do'}", err=True)
+    raise typer.Exit(outcome.exit_code)
+
+
+def run_ladder(
+    env: Annotated[list[str], typer.Option("--env", "-e", help="An env id (repeatable).")],
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 per env and rung.")] = 1,
+    rungs: Annotated[str, typer.Option("--rungs", help="Comma-separated rungs.")] = ",".join(
+        C.LADDER_IDS),
+    preset: options.Preset = "paper",
+    steps: Annotated[int | None, typer.Option("--steps", help="Agent steps of each run.")] = None,
+    set_: options.Set = None,
+    experiment: Experiment = "default",
+    results: run_cmd.Results = None,
+    db: run_cmd.Db = None,
+    gpus: Gpus = None,
+    per_gpu: PerGpu = 1,
+    workers: Workers = None,
+    max_retries: MaxRetries = 1,
+    executor: ExecutorOpt = Executor.local,
+    partition: Partition = None,
+    time_min: TimeMin = 24 * 60,
+    gpus_per_job: GpusPerJob = 1,
+    runs_per_job: RunsPerJob = None,
+    wait: Wait = False,
+    stale_after: StaleAfter = STALE_AFTER_S,
+    no_progress: NoProgress = False,
+) -> None:
+    """Run the grid env x rung x seed; done runs are skipped, unfinished ones resumed."""
+    if seeds < 1:
+        raise BlastError(f"--seeds must be >= 1, got {seeds}")
+    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, executor, stale_after,
+                    no_progress, dict(partition=partition, time_min=time_min,
+                                      gpus_per_job=gpus_per_job, runs_per_job=runs_per_job,
+                                      wait=wait))
+    names = [r.strip() for r in rungs.split(",") if r.strip()]
+    specs = grid(env, names, range(seeds), preset, experiment, steps, list(set_ or []))
+    from blast_core.scheduling import run_grid
+
+    _finish(run_grid(specs, ex))
+
+
+def run_recipe(
+    recipe: Annotated[Path, typer.Argument(help="A recipe YAML file (see recipes/).")],
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="Override the recipe's experiment.")
+    ] = None,
+    results: run_cmd.Results = None,
+    db: run_cmd.Db = None,
+    gpus: Gpus = None,
+    per_gpu: PerGpu = 1,
+    workers: Workers = None,
+    max_retries: MaxRetries = 1,
+    executor: ExecutorOpt = Executor.local,
+    partition: Partition = None,
+    time_min: TimeMin = 24 * 60,
+    gpus_per_job: GpusPerJob = 1,
+    runs_per_job: RunsPerJob = None,
+    wait: Wait = False,
+    stale_after: StaleAfter = STALE_AFTER_S,
+    no_progress: NoProgress = False,
+) -> None:
+    """Run every run a recipe names (checked in full before anything is written)."""
+    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, executor, stale_after,
+                    no_progress, dict(partition=partition, time_min=time_min,
+                                      gpus_per_job=gpus_per_job, runs_per_job=runs_per_job,
+                                      wait=wait))
+    loaded = recipes.load(recipe)
+    specs = recipes.specs(loaded, experiment)
+    from blast_core.scheduling import run_grid
+
+    _finish(run_grid(specs, ex, recipe=loaded.text))
+
+
+def resume(
+    run_ids: Annotated[
+        list[str] | None, typer.Argument(help="Run ids EXPERIMENT/RUN_NAME, resumed here in turn.")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every crashed, failed and interrupted run.")
+    ] = False,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="Those of one experiment.")
+    ] = None,
+    device: run_cmd.Device = "cpu",
+    deterministic: run_cmd.Deterministic = False,
+    threads: run_cmd.Threads = None,
+    results: run_cmd.Results = None,
+    db: run_cmd.Db = None,
+    gpus: Gpus = None,
+    per_gpu: PerGpu = 1,
+    workers: Workers = None,
+    max_retries: MaxRetries = 1,
+    stale_after: StaleAfter = STALE_AFTER_S,
+    no_progress: NoProgress = False,
+) -> None:
+    """Continue runs from their last checkpoints: named ones here, or --all / --experiment
+    through the scheduler."""
+    if run_ids and (all_ or experiment):
+        raise BlastError("give run ids, or --all / --experiment, not both")
+    if run_ids:
+        run_cmd.resume(run_ids, device, deterministic, results, db, threads, no_progress)
+        return
+    if not (all_ or experiment):
+        raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
+    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, Executor.local,
+                    stale_after, no_progress, dict(time_min=1, gpus_per_job=0, runs_per_job=None))
+    from blast_core.scheduling import resume_all
+
+    _finish(resume_all(ex, experiment))
+
+
+def _store(results: str | None, db: str | None) -> Store:
+    return Store.open(db_url(db, results_root(results)))
+
+
+def status(
+    experiment: Annotated[str | None, typer.Option("--experiment", help="One experiment.")] = None,
+    results: run_cmd.Results = None,
+    db: run_cmd.Db = None,
+    stale_after: StaleAfter = STALE_AFTER_S,
+) -> None:
+    """The env x rung x seed matrix of each experiment: states, progress and last scores."""
+    store = _store(results, db)
+    mark_crashed(store, experiment, stale_after)
+    tables = S.status_tables(store, experiment)
+    console = Console()
+    if not tables:
+        console.print("no runs yet: start some with blast run-ladder or blast run-recipe")
+    for name, table, counts in tables:
+        console.print(f"[bold]{name}[/]  (cells: state, progress, last {S.SCORE})")
+        console.print(table)
+        console.print(counts)
+
+
+def ls(results: run_cmd.Results = None, db: run_cmd.Db = None) -> None:
+    """Every experiment and its runs by state."""
+    store = _store(results, db)
+    mark_crashed(store)
+    Console().print(S.experiments_table(store))
+
+
+def cancel(
+    run_ids: Annotated[list[str] | None, typer.Argument(help="Run ids to cancel.")] = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="Every unfinished run of it.")
+    ] = None,
+    results: run_cmd.Results = None,
+    db: run_cmd.Db = None,
+) -> None:
+    """Cancel runs: running ones here are stopped at a checkpoint first."""
+    if bool(run_ids) == bool(experiment):
+        raise BlastError("give run ids or --experiment NAME (one of them)")
+    store = _store(results, db)
+    if experiment:
+        S.status_tables(store, experiment)  # an unknown experiment is an error
+        run_ids = [r["id"] for r in store.runs(experiment)]
+    for run_id, what in S.cancel(store, list(run_ids or [])).items():
+        typer.echo(f"{run_id}: {what}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the experiment commands. `resume` replaces run_cmd's (explicit ids still go there)."""
+    app.registered_commands = [c for c in app.registered_commands if c.name != "resume"]
+    for name, fn in (("run-ladder", run_ladder), ("run-recipe", run_recipe), ("status", status),
+                     ("ls", ls), ("cancel", cancel)):
+        app.command(name, no_args_is_help=name.startswith("run-"))(fn)
+    app.command("resume", no_args_is_help=True)(resume)

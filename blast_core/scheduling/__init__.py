@@ -1,0 +1,33 @@
+"""Scheduling many runs: the grid, device slots, the local scheduler, crash detection.
+
+    run_grid(grid(envs, rungs, seeds, preset, experiment), Execution(results, db, placement))
+
+Each run is its own `blast run` process; see local.py for who writes what to the database.
+"""
+
+from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
+from blast_core.scheduling.jobs import Job, grid, plan, resumable
+from blast_core.scheduling.ladder import EXECUTORS, Execution, Outcome, resume_all, run_grid
+from blast_core.scheduling.local import Scheduler, blast_command
+from blast_core.scheduling.slots import Placement, Slot, placement, plan_slots, slot_env
+
+__all__ = [
+    "EXECUTORS",
+    "STALE_AFTER_S",
+    "Execution",
+    "Job",
+    "Outcome",
+    "Placement",
+    "Scheduler",
+    "Slot",
+    "blast_command",
+    "grid",
+    "mark_crashed",
+    "placement",
+    "plan",
+    "plan_slots",
+    "resumable",
+    "resume_all",
+    "run_grid",
+    "slot_env",
+]

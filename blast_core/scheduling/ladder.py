@@ -1,0 +1,109 @@
+"""Run a grid of runs (`blast run-ladder`, `blast run-recipe`) or restart runs (`blast resume
+--all`): open the store, mark dead runs crashed, decide what needs a process, and execute it
+here (the local scheduler) or on SLURM (submitit)."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
+from blast_core.scheduling.jobs import Job, plan, resumable
+from blast_core.scheduling.local import Scheduler, blast_command
+from blast_core.scheduling.slots import Placement, plan_slots
+from blast_core.scheduling.view import LogView, View, make_view
+from blast_core.store import Store
+
+if TYPE_CHECKING:
+    from blast_core.runs import RunSpec
+    from blast_core.slurm import SlurmOptions
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how runs execute (none of it changes what a run computes)."""
+
+    results: Path
+    db: str
+    placement: Placement = field(default_factory=Placement)
+    max_retries: int = 0
+    """Relaunches of a run that crashed or failed, per command."""
+    stale_after: float = STALE_AFTER_S
+    executor: str = "local"
+    """local (processes here), slurm (a submitit job array) or submitit-local (the same jobs
+    through submitit's local executor, to try the SLURM path on one machine)."""
+    slurm: SlurmOptions | None = None
+    live: bool | None = None
+    """Live table (None: when stderr is a terminal)."""
+
+
+@dataclass
+class Outcome:
+    states: dict[str, str]
+    """Each run of the command and the state it ended in."""
+    interrupted: bool = False
+    submitted: list[str] = field(default_factory=list)
+    """SLURM job ids, when the runs went to a cluster."""
+
+    @property
+    def exit_code(self) -> int:
+        """0: every run done (or cancelled by the user) or submitted; 3: stopped; 1: otherwise."""
+        if self.interrupted:
+            return 3
+        if self.submitted:
+            return 0
+        return 0 if all(s in ("done", "cancelled") for s in self.states.values()) else 1
+
+    def counts(self) -> dict[str, int]:
+        return dict(collections.Counter(self.states.values()))
+
+
+def run_grid(
+    specs: Sequence[RunSpec], ex: Execution, recipe: str | None = None, view: View | None = None
+) -> Outcome:
+    """Bring every run of a validated grid to an end state; done runs are not touched."""
+    view = view or (make_view(ex.live) if ex.executor == "local" else LogView())
+    experiment = specs[0].experiment
+    store = Store.open(ex.db)
+    store.ensure_experiment(experiment, recipe)
+    for run_id in mark_crashed(store, experiment, ex.stale_after):
+        view.event(f"{run_id}: crashed (its process is gone); it will be resumed")
+    todo = plan(store, specs, ex.results)
+    for run_id, why in todo.skipped.items():
+        view.event(f"{run_id}: skipped, {why}")
+    view.event(f"{experiment}: {len(specs)} runs, {len(todo.done)} done, "
+               f"{len(todo.jobs)} to run")
+    outcome = execute(store, todo.jobs, ex, view)
+    states = {r["id"]: r["status"] for r in store.runs(experiment)}
+    outcome.states = {s.run_id: states.get(s.run_id, "missing") for s in specs}
+    return outcome
+
+
+def resume_all(ex: Execution, experiment: str | None = None, view: View | None = None) -> Outcome:
+    """Restart every crashed, failed and interrupted run (of one experiment) from its checkpoint."""
+    view = view or (make_view(ex.live) if ex.executor == "local" else LogView())
+    store = Store.open(ex.db)
+    mark_crashed(store, experiment, ex.stale_after)
+    jobs = resumable(store, experiment)
+    view.event(f"{len(jobs)} run(s) to resume")
+    return execute(store, jobs, ex, view)
+
+
+def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
+    """Run `jobs` with the chosen executor; the outcome lists the jobs' end states."""
+    if not jobs:
+        view.close()
+        return Outcome({})
+    if ex.executor != "local":
+        from blast_core import slurm
+
+        return slurm.submit(store, jobs, ex, view)
+    scheduler = Scheduler(store, jobs, plan_slots(ex.placement), ex.results,
+                          blast_command(ex.results, ex.db), ex.max_retries, view)
+    states = scheduler.run()
+    return Outcome(states, interrupted=bool(scheduler.stop_signal))

@@ -1,0 +1,133 @@
+"""`blast status`, `blast ls` and `blast cancel`: the state of experiments, read from the store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from blast_core.config import RUNG_IDS
+from blast_core.errors import BlastError
+from blast_core.scheduling.crash import lock_held, pid_alive
+from blast_core.scheduling.view import STYLE, counts_line
+from blast_core.store import STATUSES, Store
+
+SCORE = "eval_score"
+
+
+def row_label(run: dict[str, Any]) -> str:
+    """The run's name without its rung: the row of the matrix it belongs to."""
+    return run["name"].replace(f"__{run['rung']}__", "__", 1)
+
+
+def _cell(run: dict[str, Any], score: float | None) -> Text:
+    state = run["status"]
+    text = Text(state, style=STYLE[state])
+    total = ((run.get("config") or {}).get("schedule") or {}).get("steps")
+    if state in ("running", "interrupted", "crashed", "failed") and total:
+        text.append(f" {100 * run['step'] / total:.0f}%")
+    if score is not None:
+        text.append(f" {score:.2f}", style="bold")
+    return text
+
+
+def matrix(runs: list[dict[str, Any]], latest: dict[str, dict]) -> Table:
+    """(env, preset, seed) x rung: each run's state, progress and last evaluation score."""
+    rungs = [r for r in RUNG_IDS if any(run["rung"] == r for run in runs)]
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    table.add_column("run (env__preset__seed)")
+    for rung in rungs:
+        table.add_column(rung)
+    cells: dict[str, dict[str, Text]] = {}
+    for run in runs:
+        score = latest.get(run["id"], {}).get(SCORE)
+        cells.setdefault(row_label(run), {})[run["rung"]] = _cell(run, score)
+    for label in sorted(cells, key=_seed_last):
+        table.add_row(label, *(cells[label].get(r, Text("-", style="dim")) for r in rungs))
+    return table
+
+
+def _seed_last(label: str) -> tuple[str, int]:
+    """Sort rows by env then seed number (s10 after s9)."""
+    head, _, seed = label.rpartition("__s")
+    digits = seed.split("__")[0]
+    return head, int(digits) if digits.isdigit() else 0
+
+
+def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str, Table, Text]]:
+    """(experiment, its matrix, its counts line) for one or every experiment."""
+    names = [e["name"] for e in store.experiments()]
+    if experiment is not None and experiment not in names:
+        raise BlastError(f"unknown experiment {experiment!r}; known: {', '.join(names) or 'none'}")
+    out = []
+    for name in [experiment] if experiment else names:
+        runs = store.runs(name)
+        if runs:
+            latest = store.latest_metrics([SCORE], experiment=name)
+            out.append((name, matrix(runs, latest), counts_line(runs)))
+    return out
+
+
+def experiments_table(store: Store) -> Table:
+    """One line per experiment: its runs by state."""
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    table.add_column("experiment")
+    table.add_column("runs", justify="right")
+    for state in STATUSES:
+        table.add_column(state, justify="right", style=STYLE[state])
+    table.add_column("created")
+    for exp in store.experiments():
+        counts = exp["counts"]
+        table.add_row(exp["name"], str(sum(counts.values())),
+                      *(str(counts.get(s, "")) for s in STATUSES),
+                      exp["created"].strftime("%Y-%m-%d %H:%M"))
+    return table
+
+
+def cancel(store: Store, run_ids: list[str], grace_s: float = 120.0) -> dict[str, str]:
+    """Cancel runs: a running one on this host is stopped first (SIGTERM: it checkpoints; SIGKILL
+    after `grace_s`), so it cannot overwrite `cancelled` on its way out. Returns what happened."""
+    out = {}
+    for run_id in run_ids:
+        run = store.run(run_id)
+        if run is None:
+            raise BlastError(f"unknown run {run_id!r}")
+        if run["status"] in ("done", "cancelled"):
+            out[run_id] = f"already {run['status']}"
+            continue
+        note = "cancelled"
+        if run["status"] == "running":
+            if run["host"] == socket.gethostname():
+                _stop_process(run, grace_s)
+            else:
+                note = f"cancelled (its process on {run['host']} was not signalled)"
+        store.set_status(run_id, "cancelled", error="cancelled by the user")
+        out[run_id] = note
+    return out
+
+
+def _stop_process(run: dict[str, Any], grace_s: float) -> None:
+    def alive() -> bool:
+        held = lock_held(Path(run["run_dir"])) if run["run_dir"] else None
+        return pid_alive(run["pid"]) if held is None else held
+
+    def send(signum: int) -> None:
+        try:
+            os.kill(run["pid"], signum)
+        except ProcessLookupError:
+            pass
+
+    if not alive():
+        return
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if alive():
+        send(signal.SIGKILL)

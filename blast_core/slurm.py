@@ -1,0 +1,149 @@
+"""Beyond one machine: the same runs as a submitit job array on SLURM.
+
+Runs are packed into jobs (`runs_per_job`, default: as many as the job holds at once, i.e.
+GPUs per job x runs per GPU). Each job runs the local scheduler inside its allocation, so the
+device pinning, retries and crash handling are the ones of `blast run-ladder`. On preemption or
+timeout SLURM signals the job (USR2, `signal_delay_s` before the end); submitit then calls
+`RunPack.checkpoint`, which stops every run (each writes a checkpoint and marks itself
+interrupted) and requeues the same pack, whose runs resume from their checkpoints. Runs on many
+hosts need a shared database: PostgreSQL (`--db postgresql+psycopg://...`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import submitit
+from submitit.helpers import DelayedSubmission
+
+from blast_core.errors import BlastError
+from blast_core.scheduling.jobs import Job
+from blast_core.scheduling.local import Scheduler, blast_command
+from blast_core.scheduling.slots import Placement, plan_slots
+from blast_core.store import Store
+
+if TYPE_CHECKING:
+    from blast_core.scheduling.ladder import Execution, Outcome
+    from blast_core.scheduling.view import View
+
+
+class SlurmError(BlastError):
+    """SLURM options that cannot work (no sbatch, SQLite shared across hosts)."""
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    time_min: int = 24 * 60
+    """Time limit of each job in minutes; a job that reaches it is requeued (up to 3 times)."""
+    gpus_per_job: int = 1
+    """GPUs of each job (0: CPU jobs)."""
+    runs_per_job: int | None = None
+    """Runs packed in one job (default: GPUs per job x runs per GPU, all at once)."""
+    cpus_per_job: int | None = None
+    max_jobs: int | None = None
+    """How many jobs of the array run at once (SLURM's array parallelism)."""
+    folder: str | None = None
+    """submitit's logs and pickles; on a filesystem every node sees (default under results)."""
+    signal_delay_s: int = 120
+    """Seconds between SLURM's warning signal and the kill: enough for every run to checkpoint."""
+    wait: bool = False
+    """Wait for the jobs to end (always for submitit-local)."""
+
+
+def pack_placement(opts: SlurmOptions, per_gpu: int, size: int) -> Placement:
+    """Slots inside one job: its GPUs x per_gpu, or one CPU worker per run of the pack."""
+    if opts.gpus_per_job:
+        return Placement(tuple(range(opts.gpus_per_job)), per_gpu)
+    return Placement(workers=size)
+
+
+class RunPack:
+    """One job of the array: runs `jobs` with the local scheduler; checkpointable by submitit."""
+
+    def __init__(self, jobs: list[Job], results: str, db: str, placement: Placement,
+                 max_retries: int, cpus: int | None) -> None:
+        self.jobs, self.results, self.db = jobs, results, db
+        self.placement, self.max_retries, self.cpus = placement, max_retries, cpus
+        self._scheduler: Scheduler | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_scheduler"} | {"_scheduler": None}
+
+    def __call__(self) -> dict[str, str]:
+        store = Store.open(self.db)
+        for job in self.jobs:
+            # This pack alone owns its runs: one left `running` is from this job's previous
+            # incarnation (killed before it could checkpoint), so resume it.
+            store.set_status(job.run_id, "crashed", expect=["running"],
+                             error="crashed: its SLURM job ended before the run stopped")
+        self._scheduler = Scheduler(
+            store, self.jobs, plan_slots(self.placement, self.cpus), Path(self.results),
+            blast_command(Path(self.results), self.db), self.max_retries,
+        )
+        return self._scheduler.run()
+
+    def checkpoint(self) -> DelayedSubmission:
+        """Preempted or timed out: stop every run at a checkpoint, then requeue this pack."""
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        return DelayedSubmission(RunPack(self.jobs, self.results, self.db, self.placement,
+                                         self.max_retries, self.cpus))
+
+
+def _executor(ex: Execution, opts: SlurmOptions, folder: Path) -> Any:
+    if ex.executor == "submitit-local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=opts.time_min, signal_delay_s=opts.signal_delay_s,
+                                   gpus_per_node=opts.gpus_per_job)
+        return executor
+    if shutil.which("sbatch") is None:
+        raise SlurmError("--executor slurm: no sbatch on this machine (submit from a login node)")
+    if ex.db.startswith("sqlite"):
+        raise SlurmError("--executor slurm runs on many hosts: give a shared PostgreSQL --db "
+                         "(SQLite's locking does not work across machines)")
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
+    params: dict[str, Any] = dict(time=opts.time_min, gpus_per_node=opts.gpus_per_job or None,
+                                  ntasks_per_node=1, signal_delay_s=opts.signal_delay_s,
+                                  job_name="blast")
+    params |= {k: v for k, v in (("partition", opts.partition),
+                                 ("cpus_per_task", opts.cpus_per_job),
+                                 ("array_parallelism", opts.max_jobs)) if v is not None}
+    executor.update_parameters(**params)
+    return executor
+
+
+def submit(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
+    """Submit the runs as one job array; wait for it when asked (or when local)."""
+    from blast_core.scheduling.ladder import Outcome
+
+    opts = ex.slurm or SlurmOptions()
+    per_job = opts.runs_per_job or max(1, opts.gpus_per_job) * ex.placement.per_gpu
+    folder = Path(opts.folder or Path(ex.results) / "slurm").resolve()
+    executor = _executor(ex, opts, folder)
+    packs = [jobs[i: i + per_job] for i in range(0, len(jobs), per_job)]
+    results = str(Path(ex.results).resolve())
+    with executor.batch():  # one job array
+        array = [
+            executor.submit(RunPack(pack, results, ex.db,
+                                    pack_placement(opts, ex.placement.per_gpu, len(pack)),
+                                    ex.max_retries, opts.cpus_per_job))
+            for pack in packs
+        ]
+    submitted = [str(job.job_id) for job in array]
+    shown = ", ".join(submitted[:8]) + (" ..." if len(submitted) > 8 else "")
+    view.event(f"submitted {len(packs)} job(s) of up to {per_job} run(s): {shown}; "
+               f"logs in {folder}")
+    if ex.executor == "slurm" and not opts.wait:
+        return Outcome({j.run_id: "queued" for j in jobs}, submitted=submitted)
+    for job in array:
+        try:
+            job.result()
+        except Exception as e:  # a job that failed: its runs' states say what happened
+            view.event(f"job {job.job_id}: {str(e).strip().splitlines()[-1][:300]}")
+    states = {r["id"]: r["status"] for r in store.runs()}
+    return Outcome({j.run_id: states.get(j.run_id, "missing") for j in jobs})
+

@@ -1,0 +1,102 @@
+"""Shared fixtures: a real PostgreSQL server for the tests that need one.
+
+The server is Debian's postgresql package (installed by scripts/setup.sh), started once per test
+session in a temporary directory on 127.0.0.1 with trust authentication, and stopped at the end.
+PostgreSQL refuses to run as root, so under root it runs as the `postgres` system user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _pg_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(Path(p).parts[-3]))
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).parent
+    pytest.fail("PostgreSQL server binaries not found: run scripts/setup.sh (installs postgresql)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    def __init__(self) -> None:
+        self.bin = _pg_bin()
+        self.port = _free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="blast-pg-"))
+        self.data = self.root / "data"
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(self.bin / args[0]), *args[1:]]
+        if self.user:
+            cmd = ["runuser", "-u", self.user, "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            log = self.root / "log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}{tail}")
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "blast", "-E", "UTF8",
+                  "--no-sync")
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c max_connections=200")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", options,
+                  "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://blast@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        import psycopg
+
+        name = f"blast_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=blast dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    """A URL to a fresh, empty PostgreSQL database on the session's server."""
+    return postgres_server.create_database()
