@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from blast_cli import bench_cmd, config_cmd, envs_cmd, report_cmd, run_cmd
+from blast_cli import bench_cmd, config_cmd, envs_cmd, ladder_cmd, report_cmd, run_cmd
 from blast_core.errors import BlastError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(envs_cmd.app, name="envs")
 app.command("bench")(bench_cmd.bench)
 run_cmd.register(app)
+ladder_cmd.register(app)
 app.command("report")(report_cmd.report)
 
 
