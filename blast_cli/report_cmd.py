@@ -73,8 +73,11 @@ def report(
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
                                preset=preset, reps=reps)
     number = int(figure.value) if figure is not None else None
-    with build.open_store(db_url(db, results)) as store:
-        made = build.build(number, store, opts)
+    if number == 2:  # the environments themselves: no database needed
+        made = build.build(number, None, opts)
+    else:
+        with build.open_store(db_url(db, results)) as store:
+            made = build.build(number, store, opts)
     if stats:
         Console(width=160).print(_stats_table(made.table))
     for note in made.notes:

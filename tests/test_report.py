@@ -7,7 +7,11 @@ through the real Store (SQLite and PostgreSQL) or produce them with real tiny ru
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +19,9 @@ from matplotlib.patches import Rectangle
 
 from blast_core.config import LADDER_IDS
 from blast_core.errors import BlastError
-from blast_core.report import figures, frames
-from tests.report_rows import VARIANTS, ladder_rows
+from blast_core.report import build, figures, frames
+from blast_core.store import Store, db_url
+from tests.report_rows import VARIANTS, ladder_rows, run_id, write_rows
 
 PAPER_LABELS = ["DV2", "−recon", "+SG", "+EMA", "+BN", "+AR"]
 
@@ -109,7 +114,7 @@ def test_missing_runs_are_drawn_as_missing_never_as_zero():
     fig, drawn = figures.bar_figure(summary_of(rows), title="t", ylabel="y", caption="c")
     (ax,) = fig.axes
     cell = drawn[(drawn["env"] == gone[0]) & (drawn["rung"] == gone[1])].iloc[0]
-    assert cell["n"] == 0 and math.isnan(cell["mean"]) and cell["shown"] == "n/a"
+    assert cell["n"] == 0 and math.isnan(cell["mean"]) and cell["shown"] == "missing"
     assert len(bars(fig)) == 5 * 6 - 1
     assert all(abs(p.get_x() + p.get_width() / 2 - cell["x"]) > 1e-9 for p in bars(fig))
     marks = [t for t in ax.texts if t.get_text() == "n/a"]
@@ -166,11 +171,12 @@ def test_curve_figure_panels_lines_bands_and_legend():
     fig, drawn = figures.curve_figure(curves, VARIANTS, LADDER_IDS, title="Figure 6",
                                       ylabel="score", caption="bins")
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [v.split(":")[1] for v in VARIANTS]
+    titles = [v.split(":")[1] for v in VARIANTS]
+    titles[-1] += "\n(no data: +EMA)"
+    assert [ax.get_title() for ax in panels] == titles
     assert [len(ax.get_lines()) for ax in panels] == [6, 6, 6, 6, 5]
     assert [ax.get_xlabel() for ax in panels] == ["", "", "env frames", "env frames",
                                                   "env frames"]
-    assert "no data: +EMA" in [t.get_text() for t in panels[-1].texts]
     (legend,) = [ax.get_legend() for ax in fig.axes if ax.get_legend()]
     assert [t.get_text() for t in legend.get_texts()] == PAPER_LABELS
     # The lines are the CSV: x = bin ends, y = means.
@@ -179,3 +185,93 @@ def test_curve_figure_panels_lines_bands_and_legend():
     assert list(line.get_xdata()) == list(first["frames"])
     assert list(line.get_ydata()) == pytest.approx(list(first["mean"]))
     assert len(drawn) == len(curves)
+
+
+# --- blast report end to end on the real store ----------------------------------------------------
+
+
+def blast(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """The real `blast` command in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "blast_cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """A results folder whose SQLite database holds a 5-variant ladder, 3 seeds, one cell short:
+    video/+EMA is registered (queued) but has no evaluation yet."""
+    rows = ladder_rows(seeds=3, skip=(("minigrid:video", "target"),))
+    with Store.open(db_url(results=tmp_path)) as store:
+        write_rows(store, rows)
+        store.upsert_run(run_id("minigrid:video", "target", 1), experiment="default",
+                         env="minigrid:video", rung="target", seed=1, preset="tiny", config=None,
+                         run_dir="/nonexistent")
+    return tmp_path
+
+
+def test_cli_figure3_writes_png_pdf_and_the_csv_of_the_numbers(results):
+    proc = blast("report", "--figure", "3", "--results", str(results), "--last", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "mean of each run's last 2 evaluation(s)" in proc.stdout
+    assert "missing (drawn n/a): video/+EMA" in proc.stdout
+    folder = results / "reports" / "default"
+    assert sorted(p.name for p in folder.iterdir()) == ["figure3.csv", "figure3.pdf",
+                                                        "figure3.png"]
+    assert mpimg.imread(folder / "figure3.png").ndim == 3
+    assert (folder / "figure3.pdf").read_bytes().startswith(b"%PDF")
+    csv = pd.read_csv(folder / "figure3.csv")
+    with Store.open(db_url(results=results)) as store:
+        rows = store.metrics_frame("default", ["eval_score"])
+    ref = reference_final(rows, 2)
+    assert len(csv) == 30
+    for _, row in csv.iterrows():
+        if (row["env"], row["rung"]) == ("minigrid:video", "target"):
+            assert row["n"] == 0 and np.isnan(row["mean"]) and row["shown"] == "missing"
+            continue
+        values = pd.Series(ref[(row["env"], row["rung"])])
+        assert (row["mean"], row["std"]) == pytest.approx((values.mean(), values.std()))
+
+
+def test_cli_experiment_without_runs_exits_with_one_line(results):
+    proc = blast("report", "--figure", "3", "--results", str(results), "--experiment", "nothing")
+    assert proc.returncode == 2
+    assert proc.stderr == "error: experiment 'nothing' has no runs: nothing to report\n"
+    assert not (results / "reports").exists()
+    proc = blast("report", "--stats", "--results", str(results / "elsewhere"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no run database at ")
+    assert len(proc.stderr.splitlines()) == 1 and not (results / "elsewhere").exists()
+    proc = blast("report", "--results", str(results))
+    assert proc.returncode == 2
+    assert proc.stderr == "error: give exactly one of --figure N or --stats\n"
+
+
+def test_every_store_figure_and_the_stats_from_sqlite(results, tmp_path):
+    with Store.open(db_url(results=results)) as store:
+        opts = build.ReportOptions(reps=100)
+        with pytest.raises(BlastError, match="has no DMC runs"):
+            build.build(4, store, opts)
+        with pytest.raises(BlastError, match="has no runs of preset 'paper'"):
+            build.build(3, store, build.ReportOptions(preset="paper"))
+        made = {n: build.build(n, store, opts) for n in (3, 5, 6, None)}
+    assert made[6].table["frames"].min() > 0 and set(made[6].table["env"]) == set(VARIANTS)
+    # Figure 5 with no latent_only run yet: every latent-only slot is drawn missing.
+    fig5 = made[5].table
+    assert list(fig5["rung"]) == ["ar_prior", "latent_only"] * 5
+    assert (fig5[fig5["rung"] == "latent_only"]["shown"] == "missing").all()
+    assert "4 of 5 tasks" in made[None].table.set_index("label").loc["+EMA", "warning"]
+    written = build.save(made[None], tmp_path / "out")
+    assert [p.name for p in written] == ["stats.png", "stats.pdf", "stats.csv"]
+    pd.testing.assert_frame_equal(pd.read_csv(written[-1]).fillna(""), made[None].table,
+                                  check_dtype=False)
+
+
+def test_mixed_presets_need_a_choice(tmp_path):
+    rows = pd.concat([ladder_rows(envs=VARIANTS[:1], rungs=["dv2"], seeds=1),
+                      ladder_rows(envs=VARIANTS[:1], rungs=["bn"], seeds=1).assign(
+                          preset="cpu", run_id=lambda d: d["run_id"].str.replace("tiny", "cpu"))])
+    with Store.open(db_url(results=tmp_path)) as store:
+        write_rows(store, rows)
+        with pytest.raises(BlastError, match="mixes presets cpu, tiny: choose one with --preset"):
+            build.build(3, store, build.ReportOptions())
+        table = build.build(3, store, build.ReportOptions(preset="cpu")).table
+    assert list(table[table["n"] > 0]["rung"]) == ["bn"]

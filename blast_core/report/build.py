@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from blast_core.config import LADDER_IDS
 from blast_core.errors import BlastError
-from blast_core.report import figures, frames, stats
+from blast_core.report import figures, frames, gather, stats
 from blast_core.store import Store
 
 FIGURES = (2, 3, 4, 5, 6, 7, 8)
@@ -85,6 +85,7 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
     presets without `--preset`.
     """
     runs = pd.DataFrame(source.runs(opts.experiment))
+    runs = runs.rename(columns={"id": "run_id"})  # the store's runs table calls it `id`
     if runs.empty:
         raise BlastError(f"experiment {opts.experiment!r} has no runs: nothing to report")
     if fam is not None:
@@ -173,6 +174,74 @@ def learning_curves(source: RunSource, opts: ReportOptions, fam: str, number: in
     return Report(f"figure{number}", fig, table, [rule])
 
 
+def sample_observations(opts: ReportOptions) -> Report:
+    """Figure 2: the five MiniGrid renderings, same layout and moves, one column each."""
+    from blast_core.envs import MINIGRID_IDS
+
+    steps = (0, 3, 6)
+    samples = gather.sample_observations(MINIGRID_IDS, seed=0, at=steps)
+    note = (f"seed 0; rows: after {', '.join(map(str, steps))} steps of the action plan "
+            f"{list(gather.PLAN)} (0 left, 1 right, 2 forward)")
+    fig, table = figures.samples_figure(samples, note, [f"step {t}" for t in steps])
+    table.insert(2, "step", [steps[i] for i in table["sample"]])
+    fig.suptitle("Figure 2: observations of the MiniGrid variants", fontsize=11)
+    return Report("figure2", fig, table, [note])
+
+
+def _run_config(run: pd.Series) -> Any:
+    """The run's resolved config: the store's copy, else the run folder's config.yaml."""
+    import yaml
+
+    from blast_core.config import from_dict
+
+    if isinstance(run.get("config"), dict):
+        return from_dict(run["config"])
+    path = Path(str(run["run_dir"])) / "config.yaml"
+    return from_dict(yaml.safe_load(path.read_text())) if path.exists() else None
+
+
+def _probe_panel(env: str, runs: pd.DataFrame) -> dict[str, Any]:
+    """One row of Figure 8: the true frame and each rung's reconstruction (None: no checkpoint)."""
+    panel: dict[str, Any] = {"env": env, "truth": None, "seed": None}
+    sequence = None
+    for rung in ("no_recon", "ar_prior"):
+        panel[rung], panel[f"{rung}_run"] = None, ""
+        for _, run in runs[(runs["env"] == env) & (runs["rung"] == rung)].sort_values(
+                "seed").iterrows():
+            found = gather.latest_checkpoint(run["run_dir"])
+            cfg = _run_config(run)
+            if found is None or cfg is None:
+                continue
+            step, state = found
+            if sequence is None:
+                sequence = gather.probe_sequence(env, cfg.env)
+                panel["seed"] = sequence["seed"]
+            panel["truth"], panel[rung] = gather.imagine(cfg, state, sequence)
+            panel[f"{rung}_run"] = f"{run['run_id']}@{step}"
+            break
+    return panel
+
+
+def probe_reconstructions(source: RunSource, opts: ReportOptions) -> Report:
+    """Figure 8: the probe decoder's 10th imagined frame, −recon against BLAST, per variant."""
+    runs = load_runs(source, opts, "minigrid")
+    runs = runs[runs["rung"].isin(["no_recon", "ar_prior"])]
+    if runs.empty:
+        raise BlastError(f"experiment {opts.experiment!r} has no MiniGrid no_recon or ar_prior "
+                         "runs (figure 8 compares their probe decoders)")
+    panels = pd.DataFrame([_probe_panel(e, runs) for e in frames.order_envs(runs["env"])])
+    note = (f"each row: one env sequence under seeded random actions (seed in the CSV), "
+            f"{gather.CONTEXT} frames filtered, then {gather.HORIZON} imagined with the same "
+            f"actions; shown: imagined frame {gather.HORIZON}, decoded by the stop-gradient probe "
+            "of each rung's lowest-seed run at its latest checkpoint; n/a: no checkpoint")
+    fig, table = figures.recon_figure(panels, f"{opts.experiment}: {note}")
+    fig.suptitle("Figure 8: probe reconstructions of an imagined frame", fontsize=11)
+    table.insert(1, "seed", [panels.set_index("env").loc[e, "seed"] for e in table["env"]])
+    gone = [f"{frames.env_label(e)}/{p}" for e, p, s in
+            zip(table["env"], table["panel"], table["shown"], strict=True) if not s]
+    return Report("figure8", fig, table, [note] + ([f"missing: {', '.join(gone)}"] if gone else []))
+
+
 def ladder_statistics(source: RunSource, opts: ReportOptions) -> Report:
     """`--stats`: IQM with stratified-bootstrap CIs and P(improvement) per family."""
     if opts.reps < 1:
@@ -191,14 +260,19 @@ def ladder_statistics(source: RunSource, opts: ReportOptions) -> Report:
     return Report("stats", stats.stats_figure(table, caption, YLABELS), table, notes)
 
 
-def build(number: int | None, source: RunSource, opts: ReportOptions) -> Report:
-    """The report of figure `number`, or the statistics when `number` is None."""
+def build(number: int | None, source: RunSource | None, opts: ReportOptions) -> Report:
+    """The report of figure `number`, or the statistics when `number` is None.
+
+    Figure 2 shows the environments themselves and reads no database (`source` may be None).
+    """
     makers: dict[int, Callable[[], Report]] = {
+        2: lambda: sample_observations(opts),
         3: lambda: ladder_bars(source, opts, "minigrid", 3),
         4: lambda: ladder_bars(source, opts, "dmc", 4),
         5: lambda: latent_only_bars(source, opts),
         6: lambda: learning_curves(source, opts, "minigrid", 6),
         7: lambda: learning_curves(source, opts, "dmc", 7),
+        8: lambda: probe_reconstructions(source, opts),
     }
     if number is None:
         return ladder_statistics(source, opts)

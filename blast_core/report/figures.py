@@ -5,8 +5,8 @@ Each function takes the DataFrame (or arrays) computed by `frames.py` / `gather.
 Figures are built with `matplotlib.figure.Figure` rather than pyplot, so nothing global changes and
 no display is needed.
 
-Missing runs are drawn as missing: an `n/a` marker in the bar's slot, a `no data` note on a curve's
-panel, an empty image panel. Never a zero.
+Missing runs are drawn as missing: a hatched `n/a` slot in place of the bar, a `no data` note in
+a curve panel's title, an `n/a` image panel. Never a zero.
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ def bar_figure(
 ) -> tuple[Figure, pd.DataFrame]:
     """Grouped bars: one group per env, one bar per rung (mean ± std over seeds).
 
-    `summary` is `frames.summarize_final` output, in drawing order. A cell with n = 0 is drawn as an
-    `n/a` marker; a cell with fewer seeds than the fullest one is annotated `n=K`.
+    `summary` is `frames.summarize_final` output, in drawing order. A cell with n = 0 is drawn as a
+    hatched `n/a` slot; a cell with fewer seeds than the fullest one is annotated `n=K`.
     """
     envs = list(dict.fromkeys(summary["env"]))
     rungs = list(dict.fromkeys(summary["rung"]))
     width = 0.8 / len(rungs)
-    fig = Figure(figsize=(1.2 + len(envs) * max(1.6, 0.35 * len(rungs)), 4.4),
+    fig = Figure(figsize=(max(7.0, 1.2 + len(envs) * max(1.6, 0.35 * len(rungs))), 4.4),
                  layout="constrained")
     ax = fig.subplots()
     full = int(summary["n"].max()) if len(summary) else 0
@@ -85,7 +85,8 @@ def bar_figure(
         envs.index(e) + (rungs.index(r) - (len(rungs) - 1) / 2) * width
         for e, r in zip(drawn["env"], drawn["rung"], strict=True)
     ]
-    drawn["shown"] = np.where(drawn["n"] > 0, "bar", "n/a")
+    # "missing", not "n/a", in the CSV: pandas.read_csv turns "n/a" into NaN.
+    drawn["shown"] = np.where(drawn["n"] > 0, "bar", "missing")
     for rung in rungs:
         cell = drawn[drawn["rung"] == rung]
         have = cell[cell["n"] > 0]
@@ -102,8 +103,12 @@ def bar_figure(
                         textcoords="offset points", ha="center",
                         va="bottom" if sign > 0 else "top", fontsize=7, color="0.25")
         for x in cell[cell["n"] == 0]["x"]:
-            ax.text(x, 0, "n/a", rotation=90, ha="center", va="bottom", fontsize=8, color=color,
-                    fontweight="bold")
+            # A hatched full-height slot: visibly empty, at no height that could read as a score.
+            ax.axvspan(x - width * 0.46, x + width * 0.46, facecolor="none", edgecolor=color,
+                       hatch="///", linewidth=0, alpha=0.45)
+            ax.text(x, 0.5, "n/a", rotation=90, ha="center", va="center", fontsize=8,
+                    color=color, fontweight="bold", transform=ax.get_xaxis_transform(),
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     ax.axhline(0, color="0.2", linewidth=0.8)
     ax.set_xticks(range(len(envs)), [env_label(e) for e in envs])
     ax.set_xlim(-0.5, len(envs) - 0.5)
@@ -136,10 +141,9 @@ def _draw_curves(ax, curves: pd.DataFrame, env: str, rungs) -> list[pd.DataFrame
         ax.fill_between(c["frames"], c["mean"] - c["std"], c["mean"] + c["std"], color=color,
                         alpha=0.18, linewidth=0)
         drawn.append(c)
-    if missing:
-        ax.text(0.02, 0.97, "no data: " + ", ".join(missing), transform=ax.transAxes,
-                fontsize=7, va="top", color="0.3")
-    ax.set_title(env_label(env), fontsize=10)
+    # The note goes in the title, where it can never hide a curve.
+    note = "\n(no data: " + ", ".join(missing) + ")" if missing else ""
+    ax.set_title(env_label(env) + note, fontsize=10 if not missing else 9)
     ax.xaxis.set_major_formatter(FuncFormatter(_frames_formatter))
     ax.grid(alpha=0.3)
     return drawn
@@ -179,7 +183,7 @@ def curve_figure(
     if len(spare):
         spare[0].legend(handles=handles, loc="center", frameon=False, fontsize=10)
     else:
-        fig.legend(handles=handles, loc="outside right upper", frameon=False, fontsize=9)
+        fig.legend(handles=handles, loc="outside right center", frameon=False, fontsize=9)
     fig.suptitle(title, fontsize=11)
     add_caption(fig, caption)
     out = pd.concat(drawn, ignore_index=True) if drawn else curves.iloc[0:0]
@@ -206,9 +210,9 @@ def _show(ax, image: np.ndarray | None, title: str = "") -> None:
 
 
 def samples_figure(
-    samples: dict[str, list[np.ndarray]], caption: str
+    samples: dict[str, list[np.ndarray]], caption: str, row_labels: list[str] | None = None
 ) -> tuple[Figure, pd.DataFrame]:
-    """Figure 2: sample observations, one column per env, one row per sample.
+    """Figure 2: sample observations, one column per env, one row per sample (`row_labels`).
 
     `samples` maps env id -> uint8 images (64, 64, 3). The DataFrame names each panel and gives
     its pixels' sha1 and mean, so the CSV pins exactly what was drawn.
@@ -225,6 +229,8 @@ def samples_figure(
             if image is not None:
                 rows.append({"env": env, "sample": i, "sha1": _sha1(image),
                              "mean_pixel": float(image.mean())})
+    for i, label in enumerate(row_labels or []):
+        axes[i, 0].set_ylabel(label, fontsize=9)
     add_caption(fig, caption)
     return fig, pd.DataFrame(rows)
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from blast_core.config import RUNGS
+from blast_core.envs import ENV_IDS
 from blast_core.errors import BlastError
 
 RUN_KEYS = ["run_id", "env", "rung", "seed"]
@@ -30,21 +31,9 @@ FAMILY_NAMES = {"minigrid": "MiniGrid", "dmc": "DMC"}
 YLABELS = {"minigrid": "score (goals − collisions)", "dmc": "return"}
 """The unit of `eval_score` per family: MiniGrid's paper metric, DMC's episode return."""
 
-# The paper's order of tasks within a family (Figure 2/3 for MiniGrid, Figure 4 for DMC); any other
-# env of a family follows them alphabetically.
-PAPER_ORDER = (
-    "minigrid:unmodified",
-    "minigrid:color_direction",
-    "minigrid:smaller_agent",
-    "minigrid:random_frames",
-    "minigrid:video",
-    "dmc:cartpole_swingup",
-    "dmc:cheetah_run",
-    "dmc:cup_catch",
-    "dmc:hopper_hop",
-    "dmc:pendulum_swingup",
-    "dmc:walker_run",
-)
+# The paper's order of tasks (Figures 2/3 for MiniGrid, Figure 4 for DMC); any other env follows
+# them alphabetically.
+PAPER_ORDER = ENV_IDS
 
 
 def family(env: str) -> str:

@@ -140,6 +140,9 @@ def _interval_rows(ax, part: pd.DataFrame) -> None:
         if row["warning"]:
             ax.text(1.0, yi, " !", transform=ax.get_yaxis_transform(), color="#c44e52",
                     va="center", fontsize=9, fontweight="bold")
+    if part.empty:
+        ax.text(0.5, 0.5, "n/a: needs two adjacent rungs", transform=ax.transAxes, ha="center",
+                va="center", color="0.4")
     ax.set_yticks(y, part["label"])
     ax.set_ylim(-0.6, len(part) - 0.4)
     ax.grid(axis="x", alpha=0.3)
