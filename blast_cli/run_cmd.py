@@ -7,7 +7,7 @@ SIGTERM, SIGINT or SIGUSR1 after writing a checkpoint.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,8 +23,10 @@ from rich.progress import (
 from rich.text import Text
 
 from blast_cli import options
-from blast_core import runs
 from blast_core.store import db_url, results_root
+
+if TYPE_CHECKING:
+    from blast_core import runs
 
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
 
@@ -72,6 +74,8 @@ class RichProgress:
 
 def _options(device: str, deterministic: bool, threads: int | None, no_progress: bool,
              label: str) -> runs.Options:
+    from blast_core import runs  # torch: imported only when a run starts, not for `blast --help`
+
     show = not no_progress and sys.stdout.isatty()
     factory = (lambda total, step: RichProgress(label, total)) if show else None
     return runs.Options(device=device, deterministic=deterministic, threads=threads,
@@ -94,6 +98,8 @@ def run(
     no_progress: NoProgressBar = False,
 ) -> None:
     """Train one run; running the same command again resumes it from its last checkpoint."""
+    from blast_core import runs
+
     spec = runs.RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
     root = results_root(results)
     status = runs.start(spec, root, db_url(db, root),
@@ -112,6 +118,8 @@ def resume(
     no_progress: NoProgressBar = False,
 ) -> None:
     """Continue runs from their last checkpoints, one after another, with their stored configs."""
+    from blast_core import runs
+
     root = results_root(results)
     worst = 0
     for run_id in run_ids:

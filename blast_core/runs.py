@@ -138,6 +138,7 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
     Running the same command again resumes. A run directory whose stored config differs from the
     one resolved now (the code's defaults changed) is refused rather than silently mixed."""
     cfg = spec.config()
+    check_device(options.device)
     directory = run_directory(root, spec.run_id)
     stored = directory / "config.yaml"
     if stored.exists():
@@ -169,6 +170,7 @@ def load_spec(root: Path, run_id: str) -> tuple[RunSpec, C.Config]:
 def resume(run_id: str, root: Path, db: str, options: Options) -> str:
     """`blast resume RUN`: continue a run from its last checkpoint with its stored config."""
     spec, cfg = load_spec(root, run_id.strip("/"))
+    check_device(options.device)
     return execute(spec, cfg, root, db, options)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -195,6 +196,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_NON_FINITE = re.compile(r"\b(nan|inf)\b", re.IGNORECASE)
+
+
 def check_finite(metrics: dict[str, float], step: int) -> dict[str, float]:
     bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
     if bad:
@@ -284,7 +288,16 @@ class Session:
     def update(self, count: int) -> None:
         for _ in range(count):
             batch = {k: torch.as_tensor(v) for k, v in self.replay.sample().items()}
-            self.losses.add(check_finite(self.agent.update(batch), self.step))
+            try:
+                metrics = self.agent.update(batch)
+            except RuntimeError as e:
+                # Non-finite weights can fail inside the update (e.g. sampling from NaN
+                # probabilities) before any loss is returned: the same divergence.
+                if not _NON_FINITE.search(str(e)):
+                    raise
+                reason = str(e).splitlines()[0]
+                raise Diverged(f"non-finite values at step {self.step}: {reason}") from e
+            self.losses.add(check_finite(metrics, self.step))
             self.updates += 1
 
     def evaluate(self, episodes: int) -> dict[str, float]:

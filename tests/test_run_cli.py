@@ -1,0 +1,198 @@
+"""`blast run` and `blast resume` end to end: real processes, envs, SQLite and signals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from blast_core.checkpoint import Checkpoints
+from blast_core.store import Store
+
+MINIGRID = ["--env", "minigrid:unmodified", "--rung", "ar_prior", "--seed", "0", "--preset", "tiny"]
+RUN_ID = "default/minigrid.unmodified__ar_prior__tiny__s0"
+
+
+def blast_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "blast_cli", *args]
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("BLAST_DB", "BLAST_RESULTS")}
+    return env | {"OMP_NUM_THREADS": "1"}
+
+
+def blast(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(blast_cmd(*args, "--results", str(root), "--no-progress"),
+                          capture_output=True, text=True, env=clean_env(), timeout=300)
+
+
+def start(root: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(blast_cmd(*args, "--results", str(root), "--no-progress"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env())
+
+
+def wait_for_checkpoint(directory: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(directory.glob("ckpt-*.pt")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def store(root: Path) -> Store:
+    return Store.open(f"sqlite:///{root.resolve() / 'blast.db'}")
+
+
+def metric_rows(root: Path, run_id: str):
+    frame = store(root).metrics_frame()
+    frame = frame[(frame.run_id == run_id) & ~frame.name.isin(["steps_per_s", "updates_per_s"])]
+    return frame.sort_values(["step", "name"])[["step", "frames", "name", "value"]].reset_index(
+        drop=True
+    )
+
+
+def run_id_with_steps(steps: int) -> str:
+    """The id `blast run ... --steps N` gives the tiny MiniGrid run (asked of the library)."""
+    from blast_core.runs import RunSpec
+
+    return RunSpec.make("minigrid:unmodified", "ar_prior", 0, "tiny", [], steps).run_id
+
+
+def weights(root: Path, run_id: str) -> dict[str, torch.Tensor]:
+    return Checkpoints(root / run_id / "checkpoints").latest()[1]["agent"]["modules"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """One tiny MiniGrid run taken to the end by `blast run --deterministic`."""
+    root = tmp_path_factory.mktemp("finished")
+    result = blast(root, "run", *MINIGRID, "--deterministic")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{RUN_ID}: done"
+    return root
+
+
+def test_minigrid_run_end_to_end(finished):
+    run = store(finished).run(RUN_ID)
+    assert run["status"] == "done" and run["step"] == 400 and run["env"] == "minigrid:unmodified"
+    rows = metric_rows(finished, RUN_ID)
+    assert {"eval_score", "train_score", "model_loss", "kl", "actor_ent"} <= set(rows.name)
+    assert not rows.duplicated(["step", "name"]).any()
+    directory = finished / RUN_ID
+    assert (directory / "config.yaml").exists() and (directory / "run.json").exists()
+    assert sorted(p.name for p in (directory / "checkpoints").iterdir()) == [
+        "ckpt-0000000300.pt", "ckpt-0000000400.pt"]
+
+
+def test_running_a_finished_run_again_changes_nothing(finished, tmp_path):
+    root = tmp_path / "again"
+    shutil.copytree(finished, root)
+    before = metric_rows(root, RUN_ID)
+    result = blast(root, "run", *MINIGRID, "--deterministic")
+    assert result.returncode == 0, result.stderr
+    assert metric_rows(root, RUN_ID).equals(before)
+
+
+def test_dmc_run_end_to_end(tmp_path):
+    result = blast(tmp_path, "run", "--env", "dmc:cartpole_swingup", "--rung", "dv2", "--seed",
+                   "1", "--preset", "tiny", "--set", "env.time_limit=50")
+    assert result.returncode == 0, result.stderr
+    run_id = result.stdout.strip().split(":")[0]
+    assert run_id.startswith("default/dmc.cartpole_swingup__dv2__tiny__s1__")
+    run = store(tmp_path).run(run_id)
+    assert run["status"] == "done" and run["step"] == 400
+    rows = metric_rows(tmp_path, run_id)
+    assert (rows.frames == 2 * rows.step).all()  # DMC's action repeat
+    assert sorted(rows[rows.name == "eval_return"].step) == [200, 400]
+    assert sorted(rows[rows.name == "train_return"].step) == [50 * i for i in range(1, 9)]
+
+
+def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_path):
+    args = ["run", *MINIGRID, "--deterministic", "--steps", "600"]
+    run_id = run_id_with_steps(600)
+    proc = start(tmp_path / "killed", *args)
+    wait_for_checkpoint(tmp_path / "killed" / run_id / "checkpoints", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert store(tmp_path / "killed").run(run_id)["status"] == "running"  # for crash detection
+    resumed = blast(tmp_path / "killed", "resume", run_id, "--deterministic")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stderr
+    full = blast(tmp_path / "full", *args)
+    assert full.returncode == 0, full.stderr
+    a, b = metric_rows(tmp_path / "full", run_id), metric_rows(tmp_path / "killed", run_id)
+    assert store(tmp_path / "killed").run(run_id)["step"] == 600
+    assert not b.duplicated(["step", "name"]).any()
+    assert a.equals(b)
+    wa, wb = weights(tmp_path / "full", run_id), weights(tmp_path / "killed", run_id)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    replay = sorted(p.name for p in (tmp_path / "killed" / run_id / "replay").iterdir())
+    assert replay == sorted(p.name for p in (tmp_path / "full" / run_id / "replay").iterdir())
+
+
+def test_sigterm_leaves_a_checkpoint_and_a_clean_exit(tmp_path):
+    args = ["run", *MINIGRID, "--steps", "100000"]
+    proc = start(tmp_path, *args)
+    run_id = run_id_with_steps(100000)
+    wait_for_checkpoint(tmp_path / run_id / "checkpoints", proc)
+    second = blast(tmp_path, *args)
+    assert second.returncode == 2 and "already running" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err and "checkpoint written" in err
+    run = store(tmp_path).run(run_id)
+    assert run["status"] == "interrupted"
+    step, _ = Checkpoints(tmp_path / run_id / "checkpoints").latest()
+    assert step == run["step"] and step >= 100
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(finished, tmp_path):
+    root = tmp_path / "damaged"
+    shutil.copytree(finished, root)
+    latest = root / RUN_ID / "checkpoints" / "ckpt-0000000400.pt"
+    latest.write_bytes(latest.read_bytes()[:1000])
+    result = blast(root, "resume", RUN_ID, "--deterministic")
+    assert result.returncode == 0, result.stderr
+    assert "ckpt-0000000400.pt" in result.stderr and "falling back" in result.stderr
+    assert "resumed" in result.stderr and "step 300" in result.stderr
+    assert metric_rows(root, RUN_ID).equals(metric_rows(finished, RUN_ID))
+
+
+def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    result = blast(tmp_path, "run", *MINIGRID, "--set", "loss_scales.kl=nan")
+    assert result.returncode == 1
+    assert "diverged" in result.stderr and "Traceback" not in result.stderr
+    (run,) = store(tmp_path).runs()
+    assert run["status"] == "failed" and "non-finite" in run["error"]
+    paths = Checkpoints(Path(run["run_dir"]) / "checkpoints").paths()
+    assert [s for s, _ in paths] == [100]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", *MINIGRID[:2], "--rung", "nope", "--seed", "0"], "unknown rung"),
+        (["run", *MINIGRID, "--set", "rssm.nope=1"], "unknown config key"),
+        (["run", *MINIGRID, "--device", "cuda:7"], "--device"),
+        (["run", *MINIGRID, "--steps", "0"], "--steps"),
+        (["resume", "default/nope"], "no run"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    root = tmp_path / "results"
+    result = blast(root, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not root.exists()
