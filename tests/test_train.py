@@ -1,4 +1,4 @@
-"""The training loop on the real MiniGrid env, the real agent and a real SQLite store (tiny preset)."""
+"""The training loop on the real MiniGrid env, the real agent and a real SQLite store."""
 
 from __future__ import annotations
 
