@@ -275,3 +275,23 @@ def test_mixed_presets_need_a_choice(tmp_path):
             build.build(3, store, build.ReportOptions())
         table = build.build(3, store, build.ReportOptions(preset="cpu")).table
     assert list(table[table["n"] > 0]["rung"]) == ["bn"]
+
+
+def test_the_same_reports_from_postgresql_as_from_sqlite(pg_url, tmp_path):
+    rows = ladder_rows(seeds=2, skip=(("minigrid:smaller_agent", "bn"),))
+    tables = {}
+    for url in (db_url(results=tmp_path), pg_url):
+        with Store.open(url) as store:
+            write_rows(store, rows)
+            tables[url] = {n: build.build(n, store, build.ReportOptions(reps=100)).table
+                           for n in (3, 6, None)}
+    sqlite, pg = tables.values()
+    for n in (3, 6, None):
+        pd.testing.assert_frame_equal(sqlite[n], pg[n])
+    proc = blast("report", "--figure", "3", "--db", pg_url, "--out", str(tmp_path / "pg"))
+    assert proc.returncode == 0, proc.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "pg" / "figure3.csv").fillna(""),
+                                  sqlite[3].fillna(""), check_dtype=False)
+    proc = blast("report", "--stats", "--db", pg_url, "--experiment", "none")
+    assert proc.returncode == 2
+    assert proc.stderr == "error: experiment 'none' has no runs: nothing to report\n"
