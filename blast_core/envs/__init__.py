@@ -6,7 +6,8 @@ False and `truncated` True at exactly `time_limit` agent steps. Ids:
     minigrid:unmodified | color_direction | smaller_agent | random_frames | video
     dmc:DOMAIN_TASK      any dm_control suite task (the paper's six are in ENV_IDS)
 
-Heavy imports (dm_control and its OpenGL backend) happen only when a DMC env is asked for.
+Heavy imports happen only when needed: minigrid for a MiniGrid env, dm_control (and its OpenGL
+backend) for a DMC id.
 """
 
 from __future__ import annotations
@@ -14,21 +15,17 @@ from __future__ import annotations
 import gymnasium as gym
 
 from blast_core.config import ConfigError, EnvConfig, make_config
-from blast_core.envs.minigrid import VARIANTS
+from blast_core.envs.ids import DMC_PAPER_IDS, ENV_IDS, MINIGRID_IDS, VARIANTS
 
-MINIGRID_IDS = tuple(f"minigrid:{v}" for v in VARIANTS)
-DMC_PAPER_IDS = (
-    "dmc:cartpole_swingup",
-    "dmc:cheetah_run",
-    "dmc:cup_catch",
-    "dmc:hopper_hop",
-    "dmc:pendulum_swingup",
-    "dmc:walker_run",
-)
-ENV_IDS: tuple[str, ...] = MINIGRID_IDS + DMC_PAPER_IDS
-"""The paper's ids: the five MiniGrid renderings, then the six DMC tasks."""
-
-__all__ = ["ENV_IDS", "MINIGRID_IDS", "DMC_PAPER_IDS", "check_env_id", "make", "dmc_ids"]
+__all__ = [
+    "DMC_PAPER_IDS",
+    "ENV_IDS",
+    "MINIGRID_IDS",
+    "VARIANTS",
+    "check_env_id",
+    "dmc_ids",
+    "make",
+]
 
 
 def _unknown(env_id: str) -> ConfigError:

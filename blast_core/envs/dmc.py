@@ -19,15 +19,6 @@ from blast_core.config import EnvConfig
 from blast_core.envs.gl import ensure_gl, install_hint
 from blast_core.errors import BlastError
 
-PAPER_TASKS = (
-    "cartpole_swingup",
-    "cheetah_run",
-    "cup_catch",
-    "hopper_hop",
-    "pendulum_swingup",
-    "walker_run",
-)
-"""The paper's six tasks, in its order."""
 ALIASES = {"cup": "ball_in_cup"}
 """DreamerV2's short domain names."""
 CAMERAS = {"quadruped": 2}

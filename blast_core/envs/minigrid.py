@@ -17,11 +17,9 @@ import numpy as np
 from minigrid.envs import DynamicObstaclesEnv
 
 from blast_core.config import EnvConfig
+from blast_core.envs.ids import VARIANTS
 from blast_core.envs.render import AgentStyle, GridRenderer, matte
 from blast_core.envs.video import Background, video_frames
-
-VARIANTS = ("unmodified", "color_direction", "smaller_agent", "random_frames", "video")
-"""The paper's renderings, in its order (Figure 2)."""
 
 GRID_SIZE = 6
 N_OBSTACLES = 3
