@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 # A fixed action plan (MiniGrid: 0 left, 1 right, 2 forward), so every variant shows the same
 # layout and the same agent moves, and only the rendering differs between columns.
@@ -84,6 +83,8 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, dict] | None:
     `Checkpoints.latest()` tidies the folder (drops `.tmp` files, renames corrupt ones), which a
     report must not do to a run that may still be writing; this only reads.
     """
+    import torch  # here, not at the top: only Figure 8 needs it, and it takes seconds to import
+
     from blast_core.checkpoint import FORMAT
 
     folder = Path(run_dir) / "checkpoints"
@@ -100,6 +101,8 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, dict] | None:
 
 def imagine(cfg: Any, state: dict, sequence: dict) -> tuple[np.ndarray, np.ndarray]:
     """(true, reconstructed) uint8 (64, 64, 3): the last of HORIZON imagined frames."""
+    import torch
+
     from blast_core.agent import ActSpace, Agent
 
     size = sequence["action"].shape[-1]
