@@ -253,6 +253,11 @@ def test_every_store_figure_and_the_stats_from_sqlite(results, tmp_path):
         with pytest.raises(BlastError, match="has no runs of preset 'paper'"):
             build.build(3, store, build.ReportOptions(preset="paper"))
         made = {n: build.build(n, store, opts) for n in (3, 5, 6, None)}
+        returns = build.build(3, store, build.ReportOptions(metric="eval_return"))
+        typo = build.build(6, store, build.ReportOptions(metric="eval_scor"))
+    assert returns.figure.axes[0].get_ylabel() == "eval_return"
+    assert (returns.table["mean"] > made[3].table["mean"]).sum() == 29  # rows made +0.5 higher
+    assert typo.table.empty and "no run of these has a 'eval_scor' row yet" in typo.notes[-1]
     assert made[6].table["frames"].min() > 0 and set(made[6].table["env"]) == set(VARIANTS)
     # Figure 5 with no latent_only run yet: every latent-only slot is drawn missing.
     fig5 = made[5].table

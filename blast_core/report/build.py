@@ -107,10 +107,19 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
 
 def load_metrics(source: RunSource, runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The metric rows of exactly `runs`."""
-    experiments = sorted(set(runs["experiment"])) if "experiment" in runs else [None]
-    parts = [source.metrics_frame(e, names) for e in experiments]
+    parts = [source.metrics_frame(e, names) for e in sorted(set(runs["experiment"]))]
     metrics = pd.concat(parts, ignore_index=True)
     return metrics[metrics["run_id"].isin(set(runs["run_id"]))]
+
+
+def _ylabel(fam: str, metric: str) -> str:
+    return YLABELS[fam] if metric == "eval_score" else metric
+
+
+def _no_rows_note(metrics: pd.DataFrame, metric: str) -> list[str]:
+    """Say so when nothing is drawn because no run has logged `metric` (yet, or a typo)."""
+    return [] if len(frames.metric_rows(metrics, metric)) else [
+        f"note: no run of these has a {metric!r} row yet (--metric names the evaluation metric)"]
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -128,15 +137,17 @@ def _missing_note(summary: pd.DataFrame) -> list[str]:
 def ladder_bars(source: RunSource, opts: ReportOptions, fam: str, number: int) -> Report:
     """Figures 3 (MiniGrid) and 4 (DMC): final score per task x rung."""
     runs = load_runs(source, opts, fam)
-    final = frames.final_scores(load_metrics(source, runs, [opts.metric]), opts.metric, opts.last)
+    metrics = load_metrics(source, runs, [opts.metric])
+    final = frames.final_scores(metrics, opts.metric, opts.last)
     grid = frames.cells(frames.order_envs(runs["env"]), LADDER_IDS)
     summary = frames.summarize_final(final, grid)
     rule = frames.final_rule_text(opts.last)
     fig, table = figures.bar_figure(
         summary, title=f"Figure {number}: {FAMILY_NAMES[fam]}, final {opts.metric} per rung",
-        ylabel=YLABELS[fam], caption=f"{opts.experiment}: {rule}",
+        ylabel=_ylabel(fam, opts.metric), caption=f"{opts.experiment}: {rule}",
     )
-    return Report(f"figure{number}", fig, table, [rule, *_missing_note(summary)])
+    notes = [rule, *_missing_note(summary), *_no_rows_note(metrics, opts.metric)]
+    return Report(f"figure{number}", fig, table, notes)
 
 
 def latent_only_bars(source: RunSource, opts: ReportOptions) -> Report:
@@ -146,16 +157,19 @@ def latent_only_bars(source: RunSource, opts: ReportOptions) -> Report:
     if runs.empty:
         raise BlastError(f"experiment {opts.experiment!r} has no MiniGrid ar_prior or "
                          "latent_only runs (figure 5 compares them)")
-    final = frames.final_scores(load_metrics(source, runs, [opts.metric]), opts.metric, opts.last)
+    metrics = load_metrics(source, runs, [opts.metric])
+    final = frames.final_scores(metrics, opts.metric, opts.last)
     grid = frames.cells(frames.order_envs(runs["env"]), ["ar_prior", "latent_only"])
     summary = frames.summarize_final(final, grid)
     rule = frames.final_rule_text(opts.last)
     labels = {"ar_prior": "BLAST (+AR)", "latent_only": "BLAST, latent prediction only"}
     fig, table = figures.bar_figure(
         summary, title="Figure 5: BLAST without reward gradients (latent prediction only)",
-        ylabel=YLABELS["minigrid"], caption=f"{opts.experiment}: {rule}", labels=labels,
+        ylabel=_ylabel("minigrid", opts.metric), caption=f"{opts.experiment}: {rule}",
+        labels=labels,
     )
-    return Report("figure5", fig, table, [rule, *_missing_note(summary)])
+    notes = [rule, *_missing_note(summary), *_no_rows_note(metrics, opts.metric)]
+    return Report("figure5", fig, table, notes)
 
 
 def learning_curves(source: RunSource, opts: ReportOptions, fam: str, number: int) -> Report:
@@ -169,9 +183,9 @@ def learning_curves(source: RunSource, opts: ReportOptions, fam: str, number: in
     envs = frames.order_envs(runs["env"])
     fig, table = figures.curve_figure(
         curves, envs, LADDER_IDS, title=f"Figure {number}: {FAMILY_NAMES[fam]} training curves "
-        f"({opts.metric})", ylabel=YLABELS[fam], caption=f"{opts.experiment}: {rule}",
+        f"({opts.metric})", ylabel=_ylabel(fam, opts.metric), caption=f"{opts.experiment}: {rule}",
     )
-    return Report(f"figure{number}", fig, table, [rule])
+    return Report(f"figure{number}", fig, table, [rule, *_no_rows_note(metrics, opts.metric)])
 
 
 def sample_observations(opts: ReportOptions) -> Report:
@@ -257,7 +271,8 @@ def ladder_statistics(source: RunSource, opts: ReportOptions) -> Report:
                "missing")
     notes = [rule] + [f"warning: {f} {lab}: {w}" for f, lab, w in
                       zip(table["family"], table["label"], table["warning"], strict=True) if w]
-    return Report("stats", stats.stats_figure(table, caption, YLABELS), table, notes)
+    xlabels = {f: _ylabel(f, opts.metric) for f in table["family"].unique()}
+    return Report("stats", stats.stats_figure(table, caption, xlabels), table, notes)
 
 
 def build(number: int | None, source: RunSource | None, opts: ReportOptions) -> Report:
