@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import deque
 
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from blast_core import envs
 from blast_core.config import ConfigError, make_config
@@ -91,6 +93,15 @@ def test_minigrid_observations_are_64x64x3_uint8(env_id):
         assert env.observation_space.contains(obs)
         obs, *_ = env.step(env.action_space.sample())
     env.close()
+
+
+@pytest.mark.parametrize("env_id", envs.MINIGRID_IDS)
+def test_gymnasiums_env_checker_passes(env_id):
+    # Spaces, dtypes, and that reset(seed=...) makes the same observations twice.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*alternative render modes.*")
+        check_env(envs.make(env_id, 0), skip_render_check=False)
 
 
 def test_minigrid_episode_is_exactly_100_steps_and_never_terminates():

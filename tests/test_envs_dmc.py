@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from blast_core import envs
 from blast_core.envs.gl import ensure_gl
@@ -26,6 +28,15 @@ def test_dmc_spaces_and_observations():
         assert obs.std() > 5, "a rendered scene, not a blank frame"
         obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
         assert isinstance(reward, float) and not terminated and not truncated
+    env.close()
+
+
+def test_gymnasiums_env_checker_passes():
+    env = envs.make("dmc:pendulum_swingup", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*alternative render modes.*")
+        check_env(env, skip_render_check=False)
     env.close()
 
 

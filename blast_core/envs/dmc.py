@@ -80,6 +80,8 @@ class DMC(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, spec.shape, np.float32)
         self.observation_space = gym.spaces.Box(0, 255, (cfg.size, cfg.size, 3), np.uint8)
         self.render_mode = "rgb_array"
+        fps = 1.0 / (self._env.control_timestep() * cfg.action_repeat)
+        self.metadata = {**self.metadata, "render_fps": round(fps)}
         self._first_seed = seed
         self._t = 0
         self._done = True  # until the first reset

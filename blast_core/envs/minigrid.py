@@ -46,7 +46,7 @@ class DynamicObstacles(gym.Env):
     1 - 0.9 * t / 144 with t the steps since the layout began, a collision -1).
     """
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, variant: str, cfg: EnvConfig, seed: int | None = None) -> None:
         assert variant in VARIANTS, variant
@@ -107,7 +107,8 @@ class DynamicObstacles(gym.Env):
         self._t += 1
         self._return += reward
         frame = self.background.step() if self.background is not None else None
-        truncated = self._done = self._t >= self.cfg.time_limit
+        truncated = self._t >= self.cfg.time_limit
+        self._done = truncated
         return self._observe(frame), reward, False, truncated, self._info()
 
     def render(self) -> np.ndarray | None:
