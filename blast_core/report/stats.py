@@ -145,6 +145,10 @@ def _interval_rows(ax, part: pd.DataFrame) -> None:
                 va="center", color="0.4")
     ax.set_yticks(y, part["label"])
     ax.set_ylim(-0.6, len(part) - 0.4)
+    if not part.empty:  # pad by hand: barh's sticky edges defeat ax.margins
+        lo, hi = part["ci_low"].min(), part["ci_high"].max()
+        pad = 0.08 * (hi - lo) if hi > lo else max(1.0, 0.1 * abs(hi))
+        ax.set_xlim(lo - pad, hi + pad)
     ax.grid(axis="x", alpha=0.3)
 
 
@@ -166,7 +170,7 @@ def stats_figure(stats: pd.DataFrame, caption: str, xlabels: dict[str, str]) -> 
         ax_poi.set_title(f"{name}: P(rung improves on the one before), 95% CI", fontsize=10)
         ax_poi.set_xlabel("probability of improvement")
         ax_poi.axvline(0.5, color="0.4", linestyle="--", linewidth=1)
-        ax_poi.set_xlim(0, 1)
+        ax_poi.set_xlim(-0.04, 1.04)
     fig.suptitle("Ladder statistics (rliable: seeds = runs, envs = tasks)", fontsize=11)
     add_caption(fig, caption)
     return fig
