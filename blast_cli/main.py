@@ -25,22 +25,10 @@ app.command("report")(report_cmd.report)
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: click reports usage errors itself; blast's user errors become one
+    line on stderr and exit code 2, never a traceback."""
     try:
-        rc = app(standalone_mode=False)
+        app()
     except BlastError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
-    sys.exit(rc if isinstance(rc, int) else 0)

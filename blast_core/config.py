@@ -521,11 +521,15 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 
 def family_of(env_id: str) -> str:
+    """The env family of an id; MiniGrid variants are checked here, DMC tasks when made."""
+    from blast_core.envs.ids import ENV_IDS, VARIANTS
+
     family, sep, name = env_id.partition(":")
+    valid = f"valid: {', '.join(ENV_IDS)}, or dmc:DOMAIN_TASK for any dm_control suite task"
     if not sep or family not in FAMILIES or not name:
-        raise ConfigError(
-            f"bad env id {env_id!r}: expected minigrid:VARIANT or dmc:DOMAIN_TASK"
-        )
+        raise ConfigError(f"bad env id {env_id!r}; {valid}")
+    if family == "minigrid" and name not in VARIANTS:
+        raise ConfigError(f"unknown MiniGrid variant {name!r}; {valid}")
     return family
 
 

@@ -76,7 +76,8 @@ def test_overrides_are_type_checked_and_ar_steps_follows_stoch():
 
 
 def test_bad_env_rung_preset_are_config_errors():
-    for args, message in [(("foo",), "bad env id"), (("minigrid:x", "top"), "unknown rung"),
+    for args, message in [(("foo",), "bad env id"), (("minigrid:x",), "unknown MiniGrid variant"),
+                          (("minigrid:video", "top"), "unknown rung"),
                           (("dmc:walker_run", "dv2", "huge"), "unknown preset")]:
         with pytest.raises(C.ConfigError, match=message):
             C.make_config(*args)
@@ -123,6 +124,7 @@ def test_cli_config_show_and_diff():
 
 @pytest.mark.parametrize("args", [
     ["config", "show", "--env", "atari:pong"],
+    ["config", "show", "--env", "minigrid:tiny_agent"],
     ["config", "show", "--rung", "plus_everything"],
     ["config", "show", "--preset", "huge"],
     ["config", "show", "--set", "rssm.nope=3"],
