@@ -15,6 +15,7 @@ from blast_core.dists import OneHot, TruncNormal
 from blast_core.losses import actor_loss, critic_loss, imagination_weight, lambda_return
 from blast_core.nets import MLP
 from blast_core.optim import Optimizer
+from blast_core.perf import fast_path
 from blast_core.rssm import State
 
 
@@ -57,7 +58,9 @@ class ActorCritic(nn.Module):
         self.critic_opt = Optimizer("critic", self.critic.parameters(), cfg.critic_opt)
 
     def policy(self, feat: Tensor) -> OneHot | TruncNormal:
-        out = self.actor(feat)
+        return self._dist(self.actor(feat))
+
+    def _dist(self, out: Tensor) -> OneHot | TruncNormal:
         if self.dist == "onehot":
             return OneHot(out)
         mean, std = out.chunk(2, -1)
@@ -71,10 +74,20 @@ class ActorCritic(nn.Module):
         cfg = self.cfg
         self.update_slow()
         start = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
+        # The fast path keeps the actor's outputs of the rollout, with their graph, for the loss
+        # below instead of running the actor again on the same (detached) features.
+        outs: list[Tensor] = []
+
+        def act(feat: Tensor) -> Tensor:
+            if not fast_path():
+                return self.policy(feat).sample()
+            with torch.enable_grad():
+                outs.append(self.actor(feat))
+            return self._dist(outs[-1]).sample()
+
         # Only `dynamics` gradients need the imagined trajectory's graph.
         with frozen(wm), torch.set_grad_enabled(self.grad != "reinforce"):
-            seq, action = wm.rssm.imagine(start, lambda f: self.policy(f).sample(),
-                                          cfg.imag_horizon)
+            seq, action = wm.rssm.imagine(start, act, cfg.imag_horizon)
             feat = wm.rssm.feat(seq)                                   # [H+1, N, F]
             reward = wm.heads["reward"](feat).squeeze(-1)              # mode of Normal(., 1)
             if cfg.pred_discount:
@@ -88,7 +101,8 @@ class ActorCritic(nn.Module):
             target = lambda_return(reward[:-1], slow[:-1], disc[:-1], slow[-1],
                                    cfg.discount_lambda)                # R_0 .. R_{H-1}
         weight = imagination_weight(disc)
-        policy = self.policy(feat[:-2].detach())
+        # π(· | z_0 .. z_{H-2}); imagine gave the actor detached features, as here.
+        policy = self._dist(torch.stack(outs[:-1])) if outs else self.policy(feat[:-2].detach())
         # The action is detached inside log π (DreamerV2's fix 6504715; the project's decision).
         log_prob = policy.log_prob(action[1:-1].detach())
         entropy = policy.entropy()

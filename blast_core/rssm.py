@@ -13,6 +13,8 @@ The action stored at index t is the one that led into x_t, so the step into t us
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,6 +22,7 @@ from torch import Tensor, nn
 from blast_core.config import RSSMConfig
 from blast_core.dists import OneHot
 from blast_core.nets import LayerNormGRU, dense, elu_dense
+from blast_core.perf import fast_path
 
 State = dict[str, Tensor]
 
@@ -98,11 +101,39 @@ class RSSM(nn.Module):
         B·T positions at once (and the AR prior needs the target posterior as its teacher)."""
         B, T = embed.shape[:2]
         state = state or self.initial(B, embed.device)
+        if fast_path():
+            step = self._obs_steps(embed, action, is_first)
+        else:
+            def step(prev: State, t: int) -> State:
+                return self.obs_step(prev, action[:, t], embed[:, t], is_first[:, t])
         states = []
         for t in range(T):
-            state = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            state = step(state, t)
             states.append(state)
         return {k: torch.stack([s[k] for s in states], 1) for k in states[0]}
+
+    def _obs_steps(self, embed: Tensor, action: Tensor,
+                   is_first: Tensor) -> Callable[[State, int], State]:
+        """`obs_step` for the steps of one [B, T] chain, with the halves of `deter_in` and
+        `post_out` that read the action and the embedding (and their biases) computed for all
+        B·T steps in one matmul each, out of the sequential loop."""
+        c = self.cfg
+        stoch = c.stoch * c.discrete
+        keep = (~is_first).float()
+        deter_in, post_out = self.deter_in[0], self.post_out[0]
+        act_part = F.linear(action * keep[..., None], deter_in.weight[:, stoch:], deter_in.bias)
+        embed_part = F.linear(embed, post_out.weight[:, c.deter:], post_out.bias)
+
+        def step(prev: State, t: int) -> State:
+            k = keep[:, t, None]
+            z = prev["stoch"].reshape(k.shape[0], -1) * k
+            x = self.deter_in[1:](F.linear(z, deter_in.weight[:, :stoch]) + act_part[:, t])
+            deter = self.gru(x, prev["deter"] * k)
+            hidden = F.linear(deter, post_out.weight[:, :c.deter]) + embed_part[:, t]
+            dist = self._dist(self.post_dist(self.post_out[1:](hidden)))
+            return {"stoch": dist.sample(), "logits": dist.logits, "deter": deter}
+
+        return step
 
     def prior(self, deter: Tensor, teacher: Tensor | None = None,
               sample: bool = True) -> tuple[Tensor, Tensor]:
@@ -110,7 +141,8 @@ class RSSM(nn.Module):
 
         AR prior: the groups of latents are produced one after another by a second GRU whose
         state starts at h and which reads each group's one-hot — the teacher's (training, one
-        pass over all positions) or its own sample (imagination)."""
+        pass over all positions; the teacher is then also the returned sample) or its own sample
+        (imagination)."""
         c = self.cfg
         lead = deter.shape[:-1]
         h = deter.reshape(-1, c.deter)
@@ -119,25 +151,76 @@ class RSSM(nn.Module):
             stoch = dist.sample() if sample else dist.mode()
             return dist.logits.reshape(*lead, c.stoch, c.discrete), stoch.reshape(
                 *lead, c.stoch, c.discrete)
+        if teacher is not None:
+            teacher = teacher.reshape(-1, c.ar_steps, c.stoch // c.ar_steps * c.discrete)
+            forced = self._ar_forced if fast_path() else self._ar_forced_plain
+            logits, stoch = forced(h, teacher)
+        else:
+            logits, stoch = self._ar_sampled(h, sample)
+        return logits.reshape(*lead, c.stoch, c.discrete), stoch.reshape(*lead, c.stoch,
+                                                                        c.discrete)
+
+    def _ar_head(self, x: Tensor, i: int) -> Tensor:
+        """Group i's logits from the AR state: only group i's rows of the shared output layer."""
+        width = self.cfg.stoch // self.cfg.ar_steps * self.cfg.discrete
+        rows = slice(i * width, (i + 1) * width)
+        y = self.prior_out(self.ar_in(x))
+        return F.linear(y, self.prior_dist.weight[rows], self.prior_dist.bias[rows])
+
+    def _ar_forced_plain(self, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher forcing one group at a time (the reference of `_ar_forced`)."""
+        state, logits = h, []
+        for i in range(self.cfg.ar_steps):
+            logits.append(self._ar_head(state, i))
+            if i + 1 < self.cfg.ar_steps:  # the last GRU update would be discarded
+                state = self.ar_gru(self.ar_sample_in(teacher[:, i]), state)
+        return torch.cat(logits, 1), teacher
+
+    def _ar_forced(self, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher forcing with only the GRU's h half left in the sequential loop: the teacher's
+        inputs go through `ar_sample_in` and the x half of the GRU for all groups in one matmul,
+        and the heads of all groups run after the loop, as one batched matmul per layer."""
+        S, N = self.cfg.ar_steps, h.shape[0]
+        w_x, w_h = self.ar_gru.split_weight()
+        inputs = F.linear(self.ar_sample_in(teacher[:, :-1]), w_x, self.ar_gru.linear.bias)
+        states = [h]
+        for i in range(S - 1):
+            states.append(self.ar_gru.cell(inputs[:, i] + F.linear(states[-1], w_h), states[-1]))
+        y = self.prior_out(self.ar_in(torch.stack(states, 0)))       # [S, N, hidden]
+        width = self.prior_dist.out_features // S
+        weight = self.prior_dist.weight.view(S, width, -1)
+        bias = self.prior_dist.bias.view(S, 1, width)
+        logits = torch.baddbmm(bias, y, weight.transpose(1, 2))      # [S, N, width]
+        return logits.transpose(0, 1).reshape(N, -1), teacher
+
+    def _ar_sampled(self, h: Tensor, sample: bool) -> tuple[Tensor, Tensor]:
+        """Each group sampled from the logits given the groups sampled before it.
+
+        Fast path without gradient and with one variable per group: the sample is one of
+        `discrete` one-hots, so its whole contribution to the AR GRU (ar_sample_in, then the x
+        half of the GRU's dense layer) is a row of a table computed once per call. With
+        gradients the straight-through sample must go through the layers, so they run as is."""
+        c = self.cfg
         k = c.stoch // c.ar_steps
-        teacher = None if teacher is None else teacher.reshape(-1, c.ar_steps, k * c.discrete)
-        width = k * c.discrete
-        x = state = h
-        logits, stochs = [], []
+        w_x, w_h = self.ar_gru.split_weight()
+        table = None
+        if fast_path() and k == 1 and not torch.is_grad_enabled():
+            eye = torch.eye(c.discrete, device=h.device, dtype=h.dtype)
+            table = F.linear(self.ar_sample_in(eye), w_x, self.ar_gru.linear.bias)
+        state, logits, stochs = h, [], []
         for i in range(c.ar_steps):
-            y = self.prior_out(self.ar_in(x))
-            # Only group i's rows of the shared output layer are needed at step i.
-            rows = slice(i * width, (i + 1) * width)
-            dist = OneHot(F.linear(y, self.prior_dist.weight[rows], self.prior_dist.bias[rows])
-                          .reshape(-1, k, c.discrete), dims=1)
+            dist = OneHot(self._ar_head(state, i).reshape(-1, k, c.discrete), dims=1)
             z = dist.sample() if sample else dist.mode()
             logits.append(dist.logits)
             stochs.append(z)
-            if i + 1 < c.ar_steps:  # the last GRU update would be discarded
-                inp = teacher[:, i] if teacher is not None else z.reshape(-1, width)
-                x = state = self.ar_gru(self.ar_sample_in(inp), state)
-        logits = torch.cat(logits, 1).reshape(*lead, c.stoch, c.discrete)
-        return logits, torch.cat(stochs, 1).reshape(*lead, c.stoch, c.discrete)
+            if i + 1 == c.ar_steps:  # the last GRU update would be discarded
+                break
+            if table is not None:
+                pre = table[z.reshape(-1, c.discrete).argmax(-1)] + F.linear(state, w_h)
+                state = self.ar_gru.cell(pre, state)
+            else:
+                state = self.ar_gru(self.ar_sample_in(z.reshape(-1, k * c.discrete)), state)
+        return torch.cat(logits, 1), torch.cat(stochs, 1)
 
     def imagine(self, start: State, policy, horizon: int) -> tuple[State, Tensor]:
         """Roll the prior forward `horizon` steps from `start` ([N, ...]).

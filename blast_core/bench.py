@@ -1,0 +1,261 @@
+"""Model benchmarks: what one update and its parts cost, per rung (`blast bench`).
+
+For each rung, after warm-up, the median over `reps` repetitions of
+
+    world_model_ms   one world-model step (loss, backward, optimiser, EMA)
+    imagine_ms       the imagination rollout of H steps from all B·T starts, forward only
+    behavior_ms      one actor and critic step, imagination included
+    update_ms        one whole `Agent.update`
+
+and, from one extra update each, `peak_mb` (the most tensor memory live during the update,
+weights and optimiser state included) and `flops` (torch's FLOP counter: matmuls and
+convolutions, forward and backward). `gflops_per_s = flops / update time` is set against the
+machine's matmul peak, measured in the same run, as `utilization`.
+
+Benchmarks are measurements, never tests: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.weak import WeakIdKeyDictionary
+
+from blast_core.agent import ActSpace, Agent
+from blast_core.behavior import frozen
+from blast_core.config import FAMILIES, LADDER_IDS, RUNG_IDS, Config, make_config
+from blast_core.errors import BlastError
+from blast_core.perf import plain_path
+
+# The env whose sizes stand for each family, and its action space.
+FAMILY_ENVS: dict[str, tuple[str, ActSpace]] = {
+    "minigrid": ("minigrid:unmodified", ActSpace(True, 3)),
+    "dmc": ("dmc:walker_run", ActSpace(False, 6)),
+}
+METRICS = ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "peak_mb", "flops",
+           "gflops_per_s")
+PATHS = ("fast", "plain", "both")
+
+
+def synthetic_batch(cfg: Config, act: ActSpace, seed: int = 0) -> dict[str, Tensor]:
+    """A [B, T] batch in the replay's format: random frames, actions and rewards."""
+    B, T, size = cfg.dataset.batch, cfg.dataset.length, cfg.env.size
+    g = torch.Generator().manual_seed(seed)
+    if act.discrete:
+        action = F.one_hot(torch.randint(0, act.size, (B, T), generator=g), act.size).float()
+    else:
+        action = torch.rand(B, T, act.size, generator=g) * 2 - 1
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    return {
+        "image": torch.randint(0, 256, (B, T, size, size, 3), dtype=torch.uint8, generator=g),
+        "action": action, "reward": torch.rand(B, T, generator=g), "is_first": is_first,
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int) -> float:
+    """Median wall-clock milliseconds of `fn` over `reps` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def matmul_peak(device: torch.device, reps: int = 5) -> float:
+    """GFLOP/s of a large fp32 matmul: the machine's practical peak for this work."""
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    ms = median_ms(lambda: a @ b, device, reps, warmup=2)
+    return 2 * n**3 / (ms / 1e3) / 1e9
+
+
+class _LiveTensors(TorchDispatchMode):
+    """Bytes of the tensor storages alive while the mode is on, counted at every op's outputs
+    and freed when a storage is collected; `peak` is the most at once."""
+
+    def __init__(self, start: Iterable[Tensor]):
+        super().__init__()
+        self.sizes: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.now = self.peak = 0
+        for t in start:
+            self._add(t)
+
+    def _add(self, t: Tensor) -> None:
+        storage = t.untyped_storage()
+        if storage in self.sizes:
+            return
+        size = storage.nbytes()
+        self.sizes[storage] = size
+        self.now += size
+        self.peak = max(self.peak, self.now)
+        weakref.finalize(storage, self._free, size)
+
+    def _free(self, size: int) -> None:
+        self.now -= size
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, Tensor) and not t.is_meta:
+                self._add(t)
+        return out
+
+
+def peak_mb(fn: Callable[[], Any], device: torch.device, tensors: Iterable[Tensor]) -> float:
+    """Most tensor memory live at once while `fn` runs, `tensors` (weights, optimiser state,
+    batch) included, in MiB: CUDA's allocator statistics, or on CPU a count of tensor storages."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    with _LiveTensors(tensors) as live:
+        fn()
+    return live.peak / 2**20
+
+
+def _resident(agent: Agent, batch: dict[str, Tensor]) -> list[Tensor]:
+    """Tensors alive across updates: weights, buffers, gradients, optimiser state, the batch."""
+    out = [*agent.state_dict().values(), *batch.values()]
+    out += [p.grad for p in agent.parameters() if p.grad is not None]
+    for opt in agent.optimizers().values():
+        out += [v for state in opt.opt.state.values() for v in state.values()
+                if isinstance(v, Tensor)]
+    return out
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of the matmuls and convolutions `fn` runs, forward and backward."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
+               warmup: int) -> dict[str, Any]:
+    """The metrics of one config (see the module docstring)."""
+    torch.manual_seed(0)
+    agent = Agent(cfg, act, device)
+    batch = {k: v.to(device) for k, v in synthetic_batch(cfg, act).items()}
+    wm, behavior = agent.wm, agent.behavior
+    start, _ = wm.train_step(batch)
+    flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
+
+    def imagine() -> None:
+        with frozen(wm), torch.set_grad_enabled(behavior.grad != "reinforce"):
+            wm.rssm.imagine(flat, lambda f: behavior.policy(f).sample(), cfg.imag_horizon)
+
+    row: dict[str, Any] = {
+        "world_model_ms": median_ms(lambda: wm.train_step(batch), device, reps, warmup),
+        "imagine_ms": median_ms(imagine, device, reps, warmup),
+        "behavior_ms": median_ms(
+            lambda: behavior.train_step(wm, start, batch["is_terminal"]), device, reps, warmup),
+        "update_ms": median_ms(lambda: agent.update(batch), device, reps, warmup),
+        "peak_mb": peak_mb(lambda: agent.update(batch), device, _resident(agent, batch)),
+        "flops": count_flops(lambda: agent.update(batch)),
+    }
+    row["gflops_per_s"] = row["flops"] / 1e9 / (row["update_ms"] / 1e3)
+    return row
+
+
+def bench_models(preset: str = "paper", family: str = "minigrid",
+                 rungs: Sequence[str] | None = None, device: str | None = None,
+                 reps: int = 3, warmup: int = 1, path: str = "fast",
+                 echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Benchmark each rung on `path` (fast, plain, or both side by side, plain first) and return
+    the JSON document of `blast bench --json`."""
+    if family not in FAMILIES:
+        raise BlastError(f"unknown env family {family!r}; valid: {', '.join(FAMILIES)}")
+    if path not in PATHS:
+        raise BlastError(f"unknown path {path!r}; valid: {', '.join(PATHS)}")
+    if reps < 1 or warmup < 0:
+        raise BlastError(f"reps={reps} must be >= 1 and warmup={warmup} >= 0")
+    rungs = list(rungs or LADDER_IDS)
+    for rung in rungs:
+        if rung not in RUNG_IDS:
+            raise BlastError(f"unknown rung {rung!r}; valid: {', '.join(RUNG_IDS)}")
+    env_id, act = FAMILY_ENVS[family]
+    configs = {rung: make_config(env_id, rung, preset) for rung in rungs}  # bad preset: error now
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    peak = matmul_peak(dev)
+    doc: dict[str, Any] = {
+        "preset": preset, "env_family": family, "device": _device_name(dev),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "matmul_peak_gflops": peak, "results": [],
+    }
+    for rung in rungs:
+        for p in (("plain", "fast") if path == "both" else (path,)):
+            with plain_path(p == "plain"):
+                row = {"rung": rung, "path": p,
+                       **bench_rung(configs[rung], act, dev, reps, warmup)}
+            row["utilization"] = row["gflops_per_s"] / peak
+            doc["results"].append(row)
+            echo(format_row(row))
+    return doc
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def format_header() -> str:
+    return (f"{'rung':10} {'path':5} {'wm ms':>8} {'imag ms':>8} {'behav ms':>9} "
+            f"{'update ms':>10} {'peak MB':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'util':>5}")
+
+
+def format_row(row: dict[str, Any]) -> str:
+    return (f"{row['rung']:10} {row.get('path', ''):5} {row['world_model_ms']:8.1f} "
+            f"{row['imagine_ms']:8.1f} {row['behavior_ms']:9.1f} {row['update_ms']:10.1f} "
+            f"{row['peak_mb']:8.1f} {row['flops'] / 1e9:7.1f} {row['gflops_per_s']:8.1f} "
+            f"{row.get('utilization', 0):5.0%}")
+
+
+def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per rung (and path) present in both: baseline / current for each timing (above 1: the
+    current run is faster) and current / baseline for peak_mb, flops and gflops_per_s."""
+    def key(row: dict[str, Any]) -> tuple[str, str]:
+        return row["rung"], row.get("path", "fast")
+
+    try:
+        old = {key(r): r for r in baseline["results"]}
+    except (KeyError, TypeError):
+        raise BlastError("baseline file has no 'results' list of rows") from None
+    out = []
+    for row in current["results"]:
+        if key(row) not in old:
+            continue
+        base = old[key(row)]
+        ratios: dict[str, Any] = {"rung": row["rung"], "path": key(row)[1]}
+        for metric in METRICS:
+            if not base.get(metric) or not row.get(metric):
+                continue
+            faster = metric.endswith("_ms")
+            ratios[metric] = base[metric] / row[metric] if faster else row[metric] / base[metric]
+        out.append(ratios)
+    return out
