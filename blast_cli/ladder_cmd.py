@@ -169,8 +169,7 @@ def resume(
     stale_after: StaleAfter = STALE_AFTER_S,
     no_progress: NoProgress = False,
 ) -> None:
-    """Continue runs from their last checkpoints: named ones here, or --all / --experiment
-    through the scheduler."""
+    """Continue runs from their last checkpoints (named ones here; --all through the scheduler)."""
     if run_ids and (all_ or experiment):
         raise BlastError("give run ids, or --all / --experiment, not both")
     if run_ids:

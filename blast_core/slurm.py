@@ -78,8 +78,9 @@ class RunPack:
         for job in self.jobs:
             # This pack alone owns its runs: one left `running` is from this job's previous
             # incarnation (killed before it could checkpoint), so resume it.
-            store.set_status(job.run_id, "crashed", expect=["running"],
-                             error="crashed: its SLURM job ended before the run stopped")
+            if (store.run(job.run_id) or {}).get("status") == "running":
+                store.set_status(job.run_id, "crashed", expect=["running"],
+                                 error="crashed: its SLURM job ended before the run stopped")
         self._scheduler = Scheduler(
             store, self.jobs, plan_slots(self.placement, self.cpus), Path(self.results),
             blast_command(Path(self.results), self.db), self.max_retries,
@@ -94,17 +95,24 @@ class RunPack:
                                          self.max_retries, self.cpus))
 
 
-def _executor(ex: Execution, opts: SlurmOptions, folder: Path) -> Any:
-    if ex.executor == "submitit-local":
-        executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=opts.time_min, signal_delay_s=opts.signal_delay_s,
-                                   gpus_per_node=opts.gpus_per_job)
-        return executor
+def check(ex: Execution) -> None:
+    """Refuse SLURM options that cannot work, before anything is written."""
+    if ex.executor != "slurm":
+        return
     if shutil.which("sbatch") is None:
         raise SlurmError("--executor slurm: no sbatch on this machine (submit from a login node)")
     if ex.db.startswith("sqlite"):
         raise SlurmError("--executor slurm runs on many hosts: give a shared PostgreSQL --db "
                          "(SQLite's locking does not work across machines)")
+
+
+def _executor(ex: Execution, opts: SlurmOptions, folder: Path) -> Any:
+    check(ex)
+    if ex.executor == "submitit-local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=opts.time_min, signal_delay_s=opts.signal_delay_s,
+                                   gpus_per_node=opts.gpus_per_job)
+        return executor
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
     params: dict[str, Any] = dict(time=opts.time_min, gpus_per_node=opts.gpus_per_job or None,
                                   ntasks_per_node=1, signal_delay_s=opts.signal_delay_s,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from blast_core.errors import BlastError
 from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
 from blast_core.scheduling.jobs import Job, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
@@ -67,6 +68,7 @@ def run_grid(
     specs: Sequence[RunSpec], ex: Execution, recipe: str | None = None, view: View | None = None
 ) -> Outcome:
     """Bring every run of a validated grid to an end state; done runs are not touched."""
+    check_executor(ex)
     view = view or (make_view(ex.live) if ex.executor == "local" else LogView())
     experiment = specs[0].experiment
     store = Store.open(ex.db)
@@ -86,12 +88,23 @@ def run_grid(
 
 def resume_all(ex: Execution, experiment: str | None = None, view: View | None = None) -> Outcome:
     """Restart every crashed, failed and interrupted run (of one experiment) from its checkpoint."""
+    check_executor(ex)
     view = view or (make_view(ex.live) if ex.executor == "local" else LogView())
     store = Store.open(ex.db)
     mark_crashed(store, experiment, ex.stale_after)
     jobs = resumable(store, experiment)
     view.event(f"{len(jobs)} run(s) to resume")
     return execute(store, jobs, ex, view)
+
+
+def check_executor(ex: Execution) -> None:
+    """Options of a non-local executor that cannot work are errors before anything is written."""
+    if ex.executor not in EXECUTORS:
+        raise BlastError(f"unknown executor {ex.executor!r}; valid: {', '.join(EXECUTORS)}")
+    if ex.executor != "local":
+        from blast_core import slurm
+
+        slurm.check(ex)
 
 
 def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:

@@ -28,6 +28,8 @@ from blast_core.scheduling.view import LogView, View
 from blast_core.store import Store
 
 Command = Callable[[Job, Slot], list[str]]
+PINNING = ("CUDA_VISIBLE_DEVICES", "MUJOCO_EGL_DEVICE_ID", "OMP_NUM_THREADS")
+"""Environment variables set per slot, written to each run's worker.log."""
 RETRIED = ("crashed", "failed")
 """States that `max_retries` relaunches (interrupted and cancelled were asked for)."""
 
@@ -130,13 +132,14 @@ class Scheduler:
         log_path = self.results / job.run_id / "worker.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = log_path.open("a")
-        argv = self.command(job, slot)
+        argv, env = self.command(job, slot), slot_env(slot)
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        log.write(f"=== {stamp} launch {self.launches[job.run_id]} on {slot.label}: "
+        pinned = " ".join(f"{k}={env[k]}" for k in PINNING if k in env)
+        log.write(f"=== {stamp} launch {self.launches[job.run_id]} on {slot.label} ({pinned}): "
                   f"{' '.join(argv)}\n")
         log.flush()
         # Its own session: a terminal's Ctrl-C reaches only the scheduler, which stops each run.
-        proc = subprocess.Popen(argv, env=slot_env(slot), stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         self.active[slot.index] = Active(job, slot, proc, log, log_path)
         self.view.event(f"{job.run_id}: started on {slot.label} (pid {proc.pid})")

@@ -77,15 +77,15 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
 def experiments_table(store: Store) -> Table:
     """One line per experiment: its runs by state."""
     table = Table(header_style="bold", box=None, pad_edge=False)
-    table.add_column("experiment")
-    table.add_column("runs", justify="right")
-    for state in STATUSES:
-        table.add_column(state, justify="right", style=STYLE[state])
-    table.add_column("created")
+    for name in ("experiment", "runs", "states", "created"):
+        table.add_column(name, justify="right" if name == "runs" else "left")
     for exp in store.experiments():
         counts = exp["counts"]
-        table.add_row(exp["name"], str(sum(counts.values())),
-                      *(str(counts.get(s, "")) for s in STATUSES),
+        states = Text()
+        for state in STATUSES:
+            if counts.get(state):
+                states.append(f"{counts[state]} {state}  ", style=STYLE[state])
+        table.add_row(exp["name"], str(sum(counts.values())), states,
                       exp["created"].strftime("%Y-%m-%d %H:%M"))
     return table
 

@@ -11,9 +11,8 @@ import math
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -30,6 +29,9 @@ from blast_core.store.models import (
     UTCDateTime,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TERMINAL = frozenset(STATUSES) - {"queued", "running"}
 FRAME_COLUMNS = ["run_id", "experiment", "env", "rung", "seed", "preset", "step", "frames",
@@ -277,6 +279,8 @@ class Store:
             query = query.where(Run.experiment == experiment)
         if names is not None:
             query = query.where(Metric.name.in_(names))
+        import pandas as pd  # only the reports need it; run processes start faster without
+
         with self._read.connect() as conn:
             rows = conn.execute(query).all()
         frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)

@@ -1,0 +1,322 @@
+"""Experiment management end to end: the scheduler, crashes, resume, recipes, status, SLURM's path.
+
+Every run here is a real `blast run` process training a tiny agent on real MiniGrid, launched by
+the real `blast` CLI; the database is a real SQLite file (test_postgres.py: PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from ladder_helpers import (
+    ENVS,
+    TINY,
+    blast,
+    blast_here,
+    dump,
+    ladder_end_to_end,
+    running_with_checkpoint,
+    start_blast,
+    wait_for,
+)
+from sqlalchemy import update
+
+from blast_core import recipes
+from blast_core.scheduling import Job, Placement, Scheduler, mark_crashed, plan_slots, slot_env
+from blast_core.scheduling.jobs import grid, plan
+from blast_core.store import Store
+from blast_core.store.models import Run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def where(tmp_path: Path) -> tuple[Path, str, list[str]]:
+    results = tmp_path / "results"
+    url = f"sqlite:///{results / 'blast.db'}"
+    return results, url, ["--results", str(results), "--db", url]
+
+
+# --- placement: pure functions -------------------------------------------------------------------
+
+
+def test_slots_pack_k_runs_per_gpu_and_split_the_cores() -> None:
+    slots = plan_slots(Placement(gpus=(0, 1), per_gpu=2), cpus=16)
+    assert [s.gpu for s in slots] == [0, 1, 0, 1]  # the first runs spread over the GPUs
+    assert {s.threads for s in slots} == {4} and {s.device for s in slots} == {"cuda:0"}
+    env = slot_env(slots[1], base={"PATH": "/bin"})
+    assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["MUJOCO_EGL_DEVICE_ID"] == "1"
+    assert env["OMP_NUM_THREADS"] == "4" and env["PATH"] == "/bin"
+    # Inside an allocation that shows GPUs 4 and 6, index 1 is physical GPU 6.
+    inside = slot_env(slots[1], base={"CUDA_VISIBLE_DEVICES": "4,6"})
+    assert inside["CUDA_VISIBLE_DEVICES"] == "6" and inside["MUJOCO_EGL_DEVICE_ID"] == "6"
+    cpu = plan_slots(Placement(workers=3), cpus=2)
+    assert [(s.gpu, s.threads, s.device) for s in cpu] == [(None, 1, "cpu")] * 3
+    assert slot_env(cpu[0], base={})["CUDA_VISIBLE_DEVICES"] == ""
+
+
+# A stand-in for `blast run` that records what its process received, then ends its run as done.
+RECORDER = textwrap.dedent("""
+    import json, os, sys, time
+    from blast_core.store import Store
+    run_id, url, out = sys.argv[1:4]
+    store = Store.open(url)
+    store.set_status(run_id, "running")
+    t0 = time.time()
+    time.sleep(0.5)
+    keys = ("CUDA_VISIBLE_DEVICES", "MUJOCO_EGL_DEVICE_ID", "OMP_NUM_THREADS")
+    record = {k: os.environ.get(k) for k in keys} | {"run": run_id, "argv": sys.argv[4:],
+                                                       "t0": t0, "t1": time.time()}
+    with open(out, "a") as f:
+        f.write(json.dumps(record) + "\\n")
+    store.set_status(run_id, "done")
+""")
+
+
+def test_scheduler_never_packs_more_than_k_runs_on_a_gpu(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'blast.db'}"
+    store = Store.open(url)
+    jobs = []
+    for i in range(7):
+        run_id = f"pack/r{i}"
+        store.upsert_run(run_id, experiment="pack", env="minigrid:unmodified", rung="dv2",
+                         seed=i, preset="tiny", config={}, run_dir=str(tmp_path / run_id))
+        jobs.append(Job(run_id, ()))
+    out = tmp_path / "records.jsonl"
+
+    def command(job: Job, slot) -> list[str]:
+        return [sys.executable, "-c", RECORDER, job.run_id, url, str(out), "--device",
+                slot.device, "--threads", str(slot.threads)]
+
+    slots = plan_slots(Placement(gpus=(0, 1), per_gpu=2), cpus=8)
+    states = Scheduler(store, jobs, slots, tmp_path, command).run()
+    assert set(states.values()) == {"done"}
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 7
+    for r in records:
+        assert r["CUDA_VISIBLE_DEVICES"] in ("0", "1")
+        assert r["MUJOCO_EGL_DEVICE_ID"] == r["CUDA_VISIBLE_DEVICES"]
+        assert r["argv"] == ["--device", "cuda:0", "--threads", "2"] and r["OMP_NUM_THREADS"] == "2"
+    for gpu in ("0", "1"):
+        spans = [(r["t0"], r["t1"]) for r in records if r["CUDA_VISIBLE_DEVICES"] == gpu]
+        # A process of a slot starts after the previous one of that slot ended, so the number of
+        # this GPU's runs alive at any run's start is bounded by its slots.
+        assert max(sum(a <= t < b for a, b in spans) for t, _ in spans) <= 2
+    assert {r["launches"] for r in store.runs("pack")} == {1}
+
+
+def test_run_ladder_pins_each_run_to_one_gpu(tmp_path: Path) -> None:
+    """`--gpus 0,1 --per-gpu 2` on a machine without GPUs: every run gets its GPU's environment
+    and `--device cuda:0`, two runs per GPU; each then fails with torch's one-line reason."""
+    results, url, loc = where(tmp_path)
+    done = blast("run-ladder", "--env", "minigrid:unmodified", "--rungs", "dv2,no_recon",
+                 "--seeds", 2, *TINY, "--gpus", "0,1", "--per-gpu", 2, "--max-retries", 0,
+                 "--experiment", "pin", "--no-progress", *loc)
+    assert done.returncode == 1, done.stderr
+    runs = Store.open(url).runs("pin")
+    assert len(runs) == 4
+    per_gpu = {"0": 0, "1": 0}
+    for run in runs:
+        assert run["status"] == "failed" and "no CUDA GPU" in run["error"]
+        header = (results / run["id"] / "worker.log").read_text().splitlines()[0]
+        gpu = header.split("CUDA_VISIBLE_DEVICES=")[1].split()[0]
+        assert f"MUJOCO_EGL_DEVICE_ID={gpu} " in header and "--device cuda:0" in header
+        assert "--threads 1 " in header  # 2 cores over 4 slots, at least one
+        per_gpu[gpu] += 1
+    assert per_gpu == {"0": 2, "1": 2}
+
+
+# --- the ladder end to end -----------------------------------------------------------------------
+
+
+def test_tiny_ladder_with_a_killed_run_resume_and_resubmission(tmp_path: Path) -> None:
+    results, url, _ = where(tmp_path)
+    ladder_end_to_end(results, url)
+
+
+def test_ctrl_c_checkpoints_every_run_and_marks_it_interrupted(tmp_path: Path) -> None:
+    results, url, loc = where(tmp_path)
+    proc = start_blast("run-ladder", "--env", ENVS[0], "--rungs", "dv2,stop_grad,bn",
+                       "--seeds", 1, *TINY, "--steps", 1000, "--workers", 2,
+                       "--experiment", "stop", "--no-progress", *loc)
+    store = wait_for(lambda: (results / "blast.db").exists() and Store.open(url), what="the db")
+    running = wait_for(lambda: running_with_checkpoint(store, "stop", count=2), what="2 runs")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 3, err
+    states = {r["id"]: r for r in store.runs("stop")}
+    for run in running:
+        after = states.pop(run["id"])
+        assert after["status"] == "interrupted", after
+        assert store.checkpoints(run["id"])[-1]["step"] >= after["step"] > 0
+    assert [r["status"] for r in states.values()] == ["queued"]  # never launched
+
+
+def test_cancel_stops_a_running_run_and_the_ladder_skips_it(tmp_path: Path) -> None:
+    results, url, loc = where(tmp_path)
+    ladder = ["run-ladder", "--env", ENVS[0], "--rungs", "dv2", "--seeds", 1, *TINY,
+              "--steps", 1000, "--experiment", "c", "--no-progress", *loc]
+    proc = start_blast(*ladder)
+    store = wait_for(lambda: (results / "blast.db").exists() and Store.open(url), what="the db")
+    (run,) = wait_for(lambda: running_with_checkpoint(store, "c"), what="a running run")
+    cancelled = blast("cancel", run["id"], *loc)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stderr
+    proc.communicate(timeout=120)
+    assert store.run(run["id"])["status"] == "cancelled"
+    again = blast(*ladder)
+    assert again.returncode == 0 and "skipped, cancelled" in again.stderr
+    assert store.run(run["id"])["status"] == "cancelled"
+    assert store.run(run["id"])["launches"] == 1
+
+
+def test_crash_detection_by_lock_pid_and_heartbeat(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'blast.db'}")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    cases = {  # run -> (host, pid, lock held, heartbeat age in s, expected state)
+        "x/dead_pid": (here, dead.pid, None, 0, "crashed"),
+        "x/lock_free": (here, os.getpid(), False, 0, "crashed"),
+        "x/lock_held": (here, dead.pid, True, 0, "running"),
+        "x/far_stale": ("elsewhere", 1, None, 7200, "crashed"),
+        "x/far_fresh": ("elsewhere", 1, None, 60, "running"),
+    }
+    held = []
+    for run_id, (host, pid, lock, age, _) in cases.items():
+        run_dir = tmp_path / run_id
+        run_dir.mkdir(parents=True)
+        if lock is not None:
+            fd = os.open(run_dir / "lock", os.O_RDWR | os.O_CREAT)
+            if lock:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                held.append(fd)
+        store.upsert_run(run_id, experiment="x", env="minigrid:unmodified", rung="dv2", seed=0,
+                         preset="tiny", config={}, run_dir=str(run_dir))
+        store.set_status(run_id, "running", pid=pid, host=host)
+        beat = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=age)
+        with store._write.begin() as conn:
+            conn.execute(update(Run).where(Run.id == run_id).values(heartbeat=beat))
+    crashed = mark_crashed(store, "x", stale_after=1800)
+    assert sorted(crashed) == sorted(k for k, v in cases.items() if v[-1] == "crashed")
+    for run_id, case in cases.items():
+        assert store.run(run_id)["status"] == case[-1], run_id
+    assert "no heartbeat" in store.run("x/far_stale")["error"]
+    for fd in held:
+        os.close(fd)
+
+
+# --- recipes and bad input -----------------------------------------------------------------------
+
+
+def test_shipped_recipes_load_with_the_papers_grids() -> None:
+    sizes = {p.stem: recipes.load(p) for p in sorted((REPO / "recipes").glob("*.yaml"))}
+    assert {k: r.size for k, r in sizes.items()} == {
+        "cpu-check": 8, "figure3": 150, "figure4": 216, "figure5": 20, "figure8": 4}
+    assert sizes["figure3"].preset == "paper" and len(sizes["figure3"].seeds) == 5
+    assert sizes["figure5"].rungs == ("ar_prior", "latent_only")
+    assert sizes["cpu-check"].preset == "cpu"
+
+
+BAD_RECIPES = {
+    "unknown key": ("experiment: x\nenvs: [minigrid:unmodified]\nseed: 3\n", "unknown key"),
+    "unknown env": ("experiment: x\nenvs: [minigrid:nope]\n", "unknown env id"),
+    "unknown rung": ("experiment: x\nenvs: [minigrid:unmodified]\nrungs: [dv2, +AR]\n",
+                     "unknown rung"),
+    "bad seeds": ("experiment: x\nenvs: [minigrid:unmodified]\nseeds: [1, 1]\n", "repeated"),
+    "bad config key": ("experiment: x\nenvs: [minigrid:unmodified]\nset: {rssm.nope: 1}\n",
+                       "unknown config key"),
+    "bad preset": ("experiment: x\nenvs: [minigrid:unmodified]\npreset: huge\n", "preset"),
+    "not yaml": ("experiment: [x\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECIPES))
+def test_a_bad_recipe_is_one_line_and_writes_nothing(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture
+) -> None:
+    text, message = BAD_RECIPES[case]
+    with pytest.raises(recipes.RecipeError, match=message):
+        recipes.parse(text)
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    results, url, loc = where(tmp_path)
+    store = Store.open(url)  # an existing database with a run in it must stay as it was
+    store.upsert_run("keep/r", experiment="keep", env="minigrid:unmodified", rung="dv2", seed=0,
+                     preset="tiny", config={}, run_dir="/r")
+    before = dump(url)
+    code, _, err = blast_here(capsys, "run-recipe", path, "--no-progress", *loc)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message.lower() in err.lower()
+    assert dump(url) == before
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--gpus", "0,x"], "--gpus"),
+    (["--workers", "0"], "--workers"),
+    (["--gpus", "0", "--workers", "2"], "--per-gpu"),
+    (["--rungs", "dv2,nope"], "unknown rung"),
+    (["--seeds", "0"], "--seeds"),
+    (["--set", "rssm.stoch"], "key=value"),
+    (["--executor", "slurm", "--gpus-per-job", "1"], "sbatch"),
+])
+def test_bad_options_are_one_line_and_leave_no_database(
+    tmp_path: Path, options: list[str], message: str, capsys: pytest.CaptureFixture
+) -> None:
+    results, url, loc = where(tmp_path)
+    code, _, err = blast_here(capsys, "run-ladder", "--env", ENVS[0], *TINY, *options, *loc)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not (results / "blast.db").exists()
+
+
+# --- SLURM's path through submitit's local executor ----------------------------------------------
+
+
+def test_submitit_local_executor_takes_a_tiny_run_to_done(tmp_path: Path) -> None:
+    results, url, loc = where(tmp_path)
+    done = blast("run-ladder", "--env", ENVS[0], "--rungs", "ar_prior", "--seeds", 1, *TINY,
+                 "--executor", "submitit-local", "--gpus-per-job", 0, "--experiment", "sub",
+                 "--no-progress", *loc)
+    assert done.returncode == 0, done.stderr
+    assert "submitted 1 job(s)" in done.stderr
+    (run,) = Store.open(url).runs("sub")
+    assert run["status"] == "done" and run["step"] == 150 and run["launches"] == 1
+
+
+def test_a_preempted_submitit_job_is_requeued_and_its_run_resumes(tmp_path: Path) -> None:
+    import submitit
+
+    from blast_core.slurm import RunPack
+
+    results, url, _ = where(tmp_path)
+    (spec,) = grid([ENVS[0]], ["dv2"], [0], "tiny", "pre", 300,
+                   ["schedule.prefill=100", "schedule.checkpoint_every=50",
+                    "schedule.eval_every=300"])
+    store = Store.open(url)
+    jobs = plan(store, [spec], results).jobs  # creates the run as queued
+    executor = submitit.LocalExecutor(folder=tmp_path / "slurm")
+    executor.update_parameters(timeout_min=30, signal_delay_s=60)
+    job = executor.submit(RunPack(jobs, str(results), url, Placement(workers=1), 0, 1))
+    (run,) = wait_for(lambda: job.done() or running_with_checkpoint(store, "pre"),
+                      what="a checkpoint")
+    # SLURM's preemption warning goes to the job's process: the parent of the run's process.
+    job_pid = int(Path(f"/proc/{run['pid']}/stat").read_text().split(")")[1].split()[1])
+    os.kill(job_pid, signal.SIGUSR2)
+    assert job.result() == {run["id"]: "done"}
+    after = store.run(run["id"])
+    assert after["step"] == 300 and after["launches"] == 2
+    log = (results / run["id"] / "worker.log").read_text()
+    assert log.count("=== ") == 2 and "interrupted by signal" in log
+    frame = store.metrics_frame("pre")
+    assert not frame.duplicated(["run_id", "name", "step"]).any()
