@@ -1,6 +1,5 @@
-"""`blast bench`: throughput measurements. `--envs` times the environments (rendering included).
-
-Model benchmarks join this command later; the environment part stays in `_bench_envs`.
+"""`blast bench`: throughput measurements. Without `--envs` it times one update of the agent and
+its parts per rung (blast_core.bench); `--envs` times the environments (rendering included).
 """
 
 from __future__ import annotations
@@ -29,6 +28,40 @@ def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, warmup: int,
+                  path: str, device: str | None, threads: int | None) -> dict[str, Any]:
+    from blast_core.bench import bench_models
+
+    if threads is not None:
+        if threads < 1:
+            raise BlastError(f"--threads {threads} must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
+    doc = bench_models(preset, family, rungs, device, reps, warmup, path, echo=typer.echo)
+    typer.echo(f"({doc['device']}, torch {doc['torch']}, matmul peak "
+               f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, median of {reps} after {warmup} warm-up)")
+    return doc
+
+
+def _print_baseline(doc: dict[str, Any], path: Path) -> None:
+    from blast_core.bench import METRICS, compare
+
+    try:
+        baseline = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BlastError(f"cannot read baseline {path}: {e}") from None
+    rows = compare(doc, baseline)
+    if not rows:
+        raise BlastError(f"baseline {path} shares no rung with this run")
+    typer.echo(f"ratios against {path} (times: baseline / now, above 1 is faster now; "
+               "others: now / baseline)")
+    typer.echo(f"{'rung':10} {'path':5} " + " ".join(f"{m:>14}" for m in METRICS))
+    for row in rows:
+        cells = " ".join(f"{row[m]:14.2f}" if m in row else f"{'-':>14}" for m in METRICS)
+        typer.echo(f"{row['rung']:10} {row['path']:5} {cells}")
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -50,13 +83,40 @@ def bench(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Also write the results to this JSON file.")
     ] = None,
+    preset: Annotated[str, typer.Option("--preset", "-p", help="paper, cpu or tiny.")] = "paper",
+    env_family: Annotated[
+        str, typer.Option("--env-family", help="Sizes of this family: minigrid or dmc.")
+    ] = "minigrid",
+    rung: Annotated[
+        list[str] | None,
+        typer.Option("--rung", "-r", help="Rung to time (repeatable; default: the ladder)."),
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(help="An earlier --json file: print the ratios against it.")
+    ] = None,
+    reps: Annotated[int, typer.Option(help="Timed repetitions (the median is reported).")] = 3,
+    warmup: Annotated[int, typer.Option(help="Untimed repetitions before them.")] = 1,
+    path: Annotated[
+        str, typer.Option(help="fast (the default update), plain (its reference) or both.")
+    ] = "fast",
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: cuda when there is one).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch CPU threads (default: torch's own choice).")
+    ] = None,
 ) -> None:
-    """Measure throughput (benchmarks are never unit tests)."""
-    if not envs:
-        raise BlastError("nothing to benchmark: pass --envs")
+    """Measure throughput (benchmarks are never unit tests). Without --envs: one update of the
+    agent and its parts per rung, FLOPs and the share of the machine's matmul peak."""
     result: dict[str, Any] = {"host": platform.node()}
-    result["envs"] = _bench_envs(env, steps)
-    result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
+    if envs:
+        result["envs"] = _bench_envs(env, steps)
+        result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
+    else:
+        result.update(_bench_models(preset, env_family, rung, reps, warmup, path, device,
+                                    threads))
+        if baseline is not None:
+            _print_baseline(result, baseline)
     if json_file is not None:
         _write_json(json_file, result)
         typer.echo(f"wrote {json_file}")

@@ -202,6 +202,7 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
     configs = {rung: make_config(env_id, rung, preset) for rung in rungs}  # bad preset: error now
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     peak = matmul_peak(dev)
+    echo(format_header())
     doc: dict[str, Any] = {
         "preset": preset, "env_family": family, "device": _device_name(dev),
         "torch": torch.__version__, "threads": torch.get_num_threads(),

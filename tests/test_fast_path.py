@@ -1,0 +1,140 @@
+"""The fast update computes what the plain one computes (losses, gradients, samples), and
+`blast bench` writes its documented JSON. No timing is asserted: speed lives in `blast bench`."""
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from blast_core.agent import ActSpace, Agent
+from blast_core.config import RSSMConfig, make_config
+from blast_core.perf import fast_path, plain_path
+from blast_core.rssm import RSSM
+from tests.agent_helpers import make_batch
+
+torch.set_num_threads(1)
+MINIGRID = ("minigrid:unmodified", ActSpace(True, 3))
+DMC = ("dmc:walker_run", ActSpace(False, 6))
+# Gradients here are O(1..20); a conv bias under BatchNorm has a true gradient of 0, so its
+# computed value is rounding noise of that order: an absolute tolerance, not a relative one.
+CLOSE = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def updated(agent: Agent, batch: dict, plain: bool, seed: int = 7):
+    """A copy of `agent` after one update on the plain or the fast path: (metrics, copy)."""
+    agent = copy.deepcopy(agent)
+    torch.manual_seed(seed)
+    with plain_path(plain):
+        metrics = agent.update(batch)
+    return metrics, agent
+
+
+@pytest.mark.parametrize("env", [MINIGRID, DMC], ids=["minigrid", "dmc"])
+@pytest.mark.parametrize("rung", ["dv2", "no_recon", "target", "bn", "ar_prior"])
+def test_fast_update_has_the_plain_losses_and_gradients(rung, env):
+    cfg = make_config(env[0], rung, "tiny")
+    torch.manual_seed(0)
+    agent = Agent(cfg, env[1])
+    batch = make_batch(cfg, env[1].size, env[1].discrete)
+    plain_metrics, plain = updated(agent, batch, plain=True)
+    fast_metrics, fast = updated(agent, batch, plain=False)
+    assert plain_metrics.keys() == fast_metrics.keys()
+    for key, value in plain_metrics.items():
+        assert fast_metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+    # Each parameter's gradient of this update is still in .grad after the optimiser step.
+    named = dict(fast.named_parameters())
+    compared = 0
+    for name, p in plain.named_parameters():
+        if p.grad is None:
+            assert named[name].grad is None, name
+            continue
+        torch.testing.assert_close(named[name].grad, p.grad, **CLOSE, msg=name)
+        compared += 1
+    assert compared > 20
+
+
+@pytest.mark.parametrize("stoch,ar_steps", [(4, 4), (4, 2)], ids=["one_per_group", "two"])
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, grad):
+    torch.manual_seed(0)
+    rssm = RSSM(RSSMConfig(hidden=8, deter=8, stoch=stoch, discrete=5, ar_steps=ar_steps),
+                embed=5, actions=2)
+    deter = torch.randn(6, 3, 8)
+    out = {}
+    for plain in (True, False):
+        torch.manual_seed(1)
+        with plain_path(plain), torch.set_grad_enabled(grad):
+            logits, z = rssm.prior(deter)
+            forced, teacher = rssm.prior(deter, teacher=z.detach())
+        out[plain] = logits, z, forced, teacher
+    for a, b in zip(out[True], out[False], strict=True):
+        torch.testing.assert_close(a, b, **CLOSE)
+    # Teacher forcing on the sampled groups gives the sampling pass's logits back.
+    torch.testing.assert_close(out[False][2], out[False][0], **CLOSE)
+
+
+def test_fast_posterior_chain_matches_obs_step_loop():
+    cfg = make_config(MINIGRID[0], "bn", "tiny")
+    torch.manual_seed(0)
+    agent = Agent(cfg, MINIGRID[1])
+    batch = make_batch(cfg, 3, True)
+    embed = agent.wm.encoder(batch["image"].movedim(-1, -3).float() / 255 - 0.5)
+    batch["is_first"][1, 3] = True  # an episode start inside a sequence
+    chains = {}
+    for plain in (True, False):
+        torch.manual_seed(2)
+        with plain_path(plain):
+            chains[plain] = agent.wm.rssm.observe(embed, batch["action"], batch["is_first"])
+    for key in chains[True]:
+        torch.testing.assert_close(chains[False][key], chains[True][key], **CLOSE)
+    assert fast_path()  # the switch is restored
+
+
+def bench(*args: str, cwd) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "blast_cli", "bench", "--preset", "tiny", "--reps", "1",
+           "--warmup", "0", "--threads", "1", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_bench_writes_the_documented_json_and_compares_to_a_baseline(tmp_path):
+    out = tmp_path / "bench.json"
+    run = bench("--rung", "dv2", "--rung", "ar_prior", "--json", str(out), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(out.read_text())
+    assert doc["preset"] == "tiny" and doc["device"].startswith("cpu")
+    assert doc["torch"] == torch.__version__ and doc["matmul_peak_gflops"] > 0
+    assert [r["rung"] for r in doc["results"]] == ["dv2", "ar_prior"]
+    for row in doc["results"]:
+        for key in ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "peak_mb",
+                    "flops", "gflops_per_s", "utilization"):
+            assert row[key] > 0, (row["rung"], key)
+        assert isinstance(row["flops"], int)
+    # The AR prior's extra GRU makes the update strictly more work.
+    assert doc["results"][1]["flops"] > doc["results"][0]["flops"]
+    assert "ar_prior" in run.stdout and "GFLOP/s" in run.stdout
+
+    again = bench("--rung", "ar_prior", "--baseline", str(out), "--env-family", "minigrid",
+                  cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "ratios against" in again.stdout
+    ratio_line = again.stdout.strip().splitlines()[-1].split()
+    assert ratio_line[:2] == ["ar_prior", "fast"]
+    assert float(ratio_line[-2]) == pytest.approx(1.0)  # flops: the same work
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--rung", "nope"], "unknown rung 'nope'"),
+    (["--env-family", "atari"], "unknown env family 'atari'"),
+    (["--path", "quick"], "unknown path 'quick'"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+])
+def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "bench.json"
+    run = bench(*args, "--json", str(out), cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"error: {run.stderr.strip()[7:]}"
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not out.exists()
