@@ -29,7 +29,8 @@ def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
 
 
 def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, warmup: int,
-                  path: str, device: str | None, threads: int | None) -> dict[str, Any]:
+                  path: str, device: str | None, threads: int | None,
+                  amp: str) -> dict[str, Any]:
     from blast_core.bench import bench_models
 
     if threads is not None:
@@ -38,7 +39,8 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
         import torch
 
         torch.set_num_threads(threads)
-    doc = bench_models(preset, family, rungs, device, reps, warmup, path, echo=typer.echo)
+    doc = bench_models(preset, family, rungs, device, reps, warmup, path, echo=typer.echo,
+                       amp=amp)
     typer.echo(f"({doc['device']}, torch {doc['torch']}, matmul peak "
                f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, median of {reps} after {warmup} warm-up)")
     return doc
@@ -105,6 +107,9 @@ def bench(
     threads: Annotated[
         int | None, typer.Option(help="torch CPU threads (default: torch's own choice).")
     ] = None,
+    amp: Annotated[
+        str, typer.Option(help="none, or bf16: time under bf16 autocast (an experiment).")
+    ] = "none",
 ) -> None:
     """Measure throughput (benchmarks are never unit tests). Without --envs: one update of the
     agent and its parts per rung, FLOPs and the share of the machine's matmul peak."""
@@ -114,7 +119,7 @@ def bench(
         result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
     else:
         result.update(_bench_models(preset, env_family, rung, reps, warmup, path, device,
-                                    threads))
+                                    threads, amp))
         if baseline is not None:
             _print_baseline(result, baseline)
     if json_file is not None:

@@ -185,13 +185,17 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
 def bench_models(preset: str = "paper", family: str = "minigrid",
                  rungs: Sequence[str] | None = None, device: str | None = None,
                  reps: int = 3, warmup: int = 1, path: str = "fast",
-                 echo: Callable[[str], None] = print) -> dict[str, Any]:
+                 echo: Callable[[str], None] = print, amp: str = "none") -> dict[str, Any]:
     """Benchmark each rung on `path` (fast, plain, or both side by side, plain first) and return
-    the JSON document of `blast bench --json`."""
+    the JSON document of `blast bench --json`. `amp=bf16` is an experiment, not a mode of the
+    agent: every timed call runs under bf16 autocast (torch keeps its norms, softmaxes and
+    reductions in fp32)."""
     if family not in FAMILIES:
         raise BlastError(f"unknown env family {family!r}; valid: {', '.join(FAMILIES)}")
     if path not in PATHS:
         raise BlastError(f"unknown path {path!r}; valid: {', '.join(PATHS)}")
+    if amp not in ("none", "bf16"):
+        raise BlastError(f"unknown amp {amp!r}; valid: none, bf16")
     if reps < 1 or warmup < 0:
         raise BlastError(f"reps={reps} must be >= 1 and warmup={warmup} >= 0")
     rungs = list(rungs or LADDER_IDS)
@@ -206,11 +210,12 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
     doc: dict[str, Any] = {
         "preset": preset, "env_family": family, "device": _device_name(dev),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "matmul_peak_gflops": peak, "results": [],
+        "matmul_peak_gflops": peak, "amp": amp, "results": [],
     }
     for rung in rungs:
         for p in (("plain", "fast") if path == "both" else (path,)):
-            with plain_path(p == "plain"):
+            with plain_path(p == "plain"), torch.autocast(dev.type, torch.bfloat16,
+                                                          enabled=amp == "bf16"):
                 row = {"rung": rung, "path": p,
                        **bench_rung(configs[rung], act, dev, reps, warmup)}
             row["utilization"] = row["gflops_per_s"] / peak
