@@ -47,7 +47,9 @@ export -f run blast_job sheeprl_job
 core=0
 for job in $JOBS; do
   if [ "$PARALLEL" = 1 ]; then
-    (timeout "$LIMIT" taskset -c "$core,$((core + 1))" bash -c "run $job" \
+    pin=""
+    command -v taskset > /dev/null && pin="taskset -c $core,$((core + 1))"
+    (timeout "$LIMIT" $pin bash -c "run $job" \
       > "$RESULTS/$job.log" 2>&1; echo "$job exit $?") &
     core=$((core + 2))
   else
