@@ -103,40 +103,39 @@ def test_running_a_finished_run_again_changes_nothing(finished, tmp_path):
 
 
 def test_dmc_run_end_to_end(tmp_path):
+    # Episodes of 50 agent steps so that a 200-step run holds four and trains after 100.
     result = blast(tmp_path, "run", "--env", "dmc:cartpole_swingup", "--rung", "dv2", "--seed",
-                   "1", "--preset", "tiny", "--set", "env.time_limit=50")
+                   "1", "--preset", "tiny", "--steps", "200", "--set", "env.time_limit=50",
+                   "--set", "schedule.prefill=100")
     assert result.returncode == 0, result.stderr
     run_id = result.stdout.strip().split(":")[0]
     assert run_id.startswith("default/dmc.cartpole_swingup__dv2__tiny__s1__")
     run = store(tmp_path).run(run_id)
-    assert run["status"] == "done" and run["step"] == 400
+    assert run["status"] == "done" and run["step"] == 200
     rows = metric_rows(tmp_path, run_id)
     assert (rows.frames == 2 * rows.step).all()  # DMC's action repeat
-    assert sorted(rows[rows.name == "eval_return"].step) == [200, 400]
-    assert sorted(rows[rows.name == "train_return"].step) == [50 * i for i in range(1, 9)]
+    assert sorted(rows[rows.name == "eval_return"].step) == [200]
+    assert sorted(rows[rows.name == "train_return"].step) == [50, 100, 150, 200]
+    assert {"model_loss", "actor_loss"} <= set(rows.name)
 
 
-def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(tmp_path):
-    args = ["run", *MINIGRID, "--deterministic", "--steps", "600"]
-    run_id = run_id_with_steps(600)
-    proc = start(tmp_path / "killed", *args)
-    wait_for_checkpoint(tmp_path / "killed" / run_id / "checkpoints", proc)
+def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(finished, tmp_path):
+    proc = start(tmp_path, "run", *MINIGRID, "--deterministic")
+    wait_for_checkpoint(tmp_path / RUN_ID / "checkpoints", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert store(tmp_path / "killed").run(run_id)["status"] == "running"  # for crash detection
-    resumed = blast(tmp_path / "killed", "resume", run_id, "--deterministic")
+    assert store(tmp_path).run(RUN_ID)["status"] == "running"  # left for crash detection
+    resumed = blast(tmp_path, "resume", RUN_ID, "--deterministic")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stderr
-    full = blast(tmp_path / "full", *args)
-    assert full.returncode == 0, full.stderr
-    a, b = metric_rows(tmp_path / "full", run_id), metric_rows(tmp_path / "killed", run_id)
-    assert store(tmp_path / "killed").run(run_id)["step"] == 600
+    assert store(tmp_path).run(RUN_ID)["step"] == 400
+    a, b = metric_rows(finished, RUN_ID), metric_rows(tmp_path, RUN_ID)
     assert not b.duplicated(["step", "name"]).any()
     assert a.equals(b)
-    wa, wb = weights(tmp_path / "full", run_id), weights(tmp_path / "killed", run_id)
+    wa, wb = weights(finished, RUN_ID), weights(tmp_path, RUN_ID)
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    replay = sorted(p.name for p in (tmp_path / "killed" / run_id / "replay").iterdir())
-    assert replay == sorted(p.name for p in (tmp_path / "full" / run_id / "replay").iterdir())
+    replay = sorted(p.name for p in (tmp_path / RUN_ID / "replay").iterdir())
+    assert replay == sorted(p.name for p in (finished / RUN_ID / "replay").iterdir())
 
 
 def test_sigterm_leaves_a_checkpoint_and_a_clean_exit(tmp_path):
