@@ -192,25 +192,29 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options)
         progress = options.progress or (lambda total, step: NoProgress())
         ctx = RunContext(spec.run_id, directory, spec.seed, store, device, StopFlag(),
                          progress(cfg.schedule.steps, 0), options.say)
-        try:
-            with _stop_on_signals(ctx.stop):
-                try:
-                    train(cfg, ctx)
-                finally:
-                    ctx.progress.close()
-        except Interrupted as e:
-            store.set_status(spec.run_id, "interrupted", error=str(e))
-            options.say(f"{spec.run_id}: {e}; checkpoint written")
-            return "interrupted"
-        except Diverged as e:
-            store.set_status(spec.run_id, "failed", error=f"diverged: {e}")
-            options.say(f"{spec.run_id}: failed: diverged: {e}; the last good checkpoint is kept")
-            return "failed"
-        except BaseException as e:
-            store.set_status(spec.run_id, "failed", error=f"{type(e).__name__}: {e}"[:2000])
-            raise
-        store.set_status(spec.run_id, "done")
-        return "done"
+        status, reason = _train(cfg, ctx)
+        store.set_status(spec.run_id, status, error=reason)
+        if reason:
+            options.say(f"{spec.run_id}: {status}: {reason}")
+        return status
+
+
+def _train(cfg: C.Config, ctx: RunContext) -> tuple[str, str | None]:
+    """Train under the stop signals; the status the run ends in, and why if not done. A crash
+    is recorded as `failed` with its exception and raised again."""
+    try:
+        with _stop_on_signals(ctx.stop):
+            train(cfg, ctx)
+    except Interrupted as e:
+        return "interrupted", f"{e}; checkpoint written"
+    except Diverged as e:
+        return "failed", f"diverged: {e}; the last good checkpoint is kept"
+    except BaseException as e:
+        ctx.store.set_status(ctx.run_id, "failed", error=f"{type(e).__name__}: {e}"[:2000])
+        raise
+    finally:
+        ctx.progress.close()
+    return "done", None
 
 
 # --- process set-up -------------------------------------------------------------------------------
