@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -195,3 +196,27 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     assert result.stderr.startswith("error:") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not root.exists()
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    import pty
+
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        blast_cmd("run", *MINIGRID, "--steps", "150", "--results", str(tmp_path)),
+        stdout=secondary, stderr=subprocess.PIPE, env=clean_env() | {"COLUMNS": "160"},
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(timeout=300) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "150/150" in screen and "steps/s" in screen
+    assert re.search(r"score -?\d+\.\d\d", screen)  # the evaluation at the last step
