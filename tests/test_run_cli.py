@@ -220,3 +220,27 @@ def test_progress_bar_on_a_terminal(tmp_path):
     screen = b"".join(chunks).decode(errors="replace")
     assert "150/150" in screen and "steps/s" in screen
     assert re.search(r"score -?\d+\.\d\d", screen)  # the evaluation at the last step
+
+
+def test_run_identity():
+    from blast_core.runs import RunSpec
+
+    spec = RunSpec.make("minigrid:unmodified", "ar_prior", 3, "cpu")
+    assert spec.run_id == "default/minigrid.unmodified__ar_prior__cpu__s3"
+    a = RunSpec.make("dmc:walker_run", "bn", 0, "tiny", ["rssm.stoch=8", "kl.free=2"], None, "x")
+    b = RunSpec.make("dmc:walker_run", "bn", 0, "tiny", ["kl.free=2", "rssm.stoch=8"], None, "x")
+    c = RunSpec.make("dmc:walker_run", "bn", 0, "tiny", ["kl.free=2", "rssm.stoch=8"], 1000, "x")
+    assert a.run_id == b.run_id != c.run_id
+    assert a.run_id.startswith("x/dmc.walker_run__bn__tiny__s0__")
+    assert len(a.name.split("__")[-1]) == 8
+    assert RunSpec.from_dict(c.to_dict()) == c
+
+
+def test_a_changed_config_is_refused_rather_than_mixed(finished, tmp_path):
+    root = tmp_path / "changed"
+    shutil.copytree(finished, root)
+    stored = root / RUN_ID / "config.yaml"
+    stored.write_text(stored.read_text().replace("discount: 0.99", "discount: 0.9"))
+    result = blast(root, "run", *MINIGRID)
+    assert result.returncode == 2 and "different config (discount)" in result.stderr
+    assert metric_rows(root, RUN_ID).equals(metric_rows(finished, RUN_ID))
