@@ -7,6 +7,7 @@ the scheduler, with the same placement options as `run-ladder`.
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -184,6 +185,11 @@ def resume(
     _finish(resume_all(ex, experiment))
 
 
+def _console() -> Console:
+    """A terminal's width, or unlimited into a pipe or file (tables are never cut there)."""
+    return Console() if sys.stdout.isatty() else Console(width=10_000)
+
+
 def _store(results: str | None, db: str | None) -> Store:
     return Store.open(db_url(db, results_root(results)))
 
@@ -198,7 +204,7 @@ def status(
     store = _store(results, db)
     mark_crashed(store, experiment, stale_after)
     tables = S.status_tables(store, experiment)
-    console = Console()
+    console = _console()
     if not tables:
         console.print("no runs yet: start some with blast run-ladder or blast run-recipe")
     for name, table, counts in tables:
@@ -211,7 +217,7 @@ def ls(results: run_cmd.Results = None, db: run_cmd.Db = None) -> None:
     """Every experiment and its runs by state."""
     store = _store(results, db)
     mark_crashed(store)
-    Console().print(S.experiments_table(store))
+    _console().print(S.experiments_table(store))
 
 
 def cancel(

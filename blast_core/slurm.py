@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import submitit
-from submitit.helpers import DelayedSubmission
-
 from blast_core.errors import BlastError
 from blast_core.scheduling.jobs import Job
 from blast_core.scheduling.local import Scheduler, blast_command
@@ -87,8 +84,10 @@ class RunPack:
         )
         return self._scheduler.run()
 
-    def checkpoint(self) -> DelayedSubmission:
+    def checkpoint(self) -> Any:
         """Preempted or timed out: stop every run at a checkpoint, then requeue this pack."""
+        from submitit.helpers import DelayedSubmission
+
         if self._scheduler is not None:
             self._scheduler.stop()
         return DelayedSubmission(RunPack(self.jobs, self.results, self.db, self.placement,
@@ -107,6 +106,8 @@ def check(ex: Execution) -> None:
 
 
 def _executor(ex: Execution, opts: SlurmOptions, folder: Path) -> Any:
+    import submitit  # here, not at import: `blast` starts without it
+
     check(ex)
     if ex.executor == "submitit-local":
         executor = submitit.LocalExecutor(folder=folder)

@@ -38,12 +38,14 @@ def _cell(run: dict[str, Any], score: float | None) -> Text:
 
 
 def matrix(runs: list[dict[str, Any]], latest: dict[str, dict]) -> Table:
-    """(env, preset, seed) x rung: each run's state, progress and last evaluation score."""
+    """(env, preset, seed) x rung: each run's state, progress and last evaluation score.
+
+    A row is a run's name without its rung (env__preset__s<seed>[__<options hash>])."""
     rungs = [r for r in RUNG_IDS if any(run["rung"] == r for run in runs)]
     table = Table(header_style="bold", box=None, pad_edge=False)
-    table.add_column("run (env__preset__seed)")
+    table.add_column("run", no_wrap=True)
     for rung in rungs:
-        table.add_column(rung)
+        table.add_column(rung, no_wrap=True)
     cells: dict[str, dict[str, Text]] = {}
     for run in runs:
         score = latest.get(run["id"], {}).get(SCORE)

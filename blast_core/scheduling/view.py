@@ -57,12 +57,12 @@ def run_table(rows: list[dict], latest: dict[str, dict], where: dict[str, str]) 
     for name, justify in (("run", "left"), ("state", "left"), ("slot", "left"),
                           ("launch", "right"), ("step", "right"), ("steps/s", "right"),
                           ("score", "right")):
-        table.add_column(name, justify=justify)
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")
     for row in sorted(rows, key=lambda r: (ORDER.index(r["status"]), r["id"])):
         total = ((row.get("config") or {}).get("schedule") or {}).get("steps")
         step = f"{row['step']}/{total}" if total else str(row["step"])
         metrics = latest.get(row["id"], {})
-        table.add_row(row["id"], Text(row["status"], style=STYLE[row["status"]]),
+        table.add_row(row["name"], Text(row["status"], style=STYLE[row["status"]]),
                       where.get(row["id"], ""), str(row.get("launches") or 0), step,
                       _fmt(metrics.get("steps_per_s"), ".1f"), _fmt(metrics.get("eval_score")))
     return table
