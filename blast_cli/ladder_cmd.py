@@ -19,7 +19,15 @@ from blast_cli import options, run_cmd
 from blast_core import config as C
 from blast_core import recipes
 from blast_core.errors import BlastError
-from blast_core.scheduling import STALE_AFTER_S, Execution, Outcome, grid, placement
+from blast_core.scheduling import (
+    STALE_AFTER_S,
+    Execution,
+    Outcome,
+    grid,
+    placement,
+    resume_all,
+    run_grid,
+)
 from blast_core.scheduling import status as S
 from blast_core.scheduling.crash import mark_crashed
 from blast_core.store import Store, db_url, results_root
@@ -57,19 +65,19 @@ Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name."
 
 
 def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: int,
-               workers: int | None, max_retries: int, executor: Executor, stale_after: float,
-               no_progress: bool, slurm: dict) -> Execution:
+               workers: int | None, max_retries: int, stale_after: float, no_progress: bool,
+               executor: Executor = Executor.local, slurm: dict | None = None) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
     from blast_core.slurm import SlurmOptions
 
     if max_retries < 0:
         raise BlastError(f"--max-retries must be >= 0, got {max_retries}")
-    if slurm["time_min"] < 1 or slurm["gpus_per_job"] < 0 or (slurm["runs_per_job"] or 1) < 1:
+    opts = SlurmOptions(**(slurm or {}))
+    if opts.time_min < 1 or opts.gpus_per_job < 0 or (opts.runs_per_job or 1) < 1:
         raise BlastError("--time-min and --runs-per-job must be >= 1, --gpus-per-job >= 0")
     root = results_root(results)
     return Execution(root, db_url(db, root), placement(gpus, per_gpu, workers), max_retries,
-                     stale_after, executor.value, SlurmOptions(**slurm),
-                     live=False if no_progress else None)
+                     stale_after, executor.value, opts, live=False if no_progress else None)
 
 
 def _finish(outcome: Outcome) -> None:
@@ -105,14 +113,12 @@ def run_ladder(
     """Run the grid env x rung x seed; done runs are skipped, unfinished ones resumed."""
     if seeds < 1:
         raise BlastError(f"--seeds must be >= 1, got {seeds}")
-    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, executor, stale_after,
-                    no_progress, dict(partition=partition, time_min=time_min,
-                                      gpus_per_job=gpus_per_job, runs_per_job=runs_per_job,
-                                      wait=wait))
+    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, stale_after, no_progress,
+                    executor, dict(partition=partition, time_min=time_min,
+                                   gpus_per_job=gpus_per_job, runs_per_job=runs_per_job,
+                                   wait=wait))
     names = [r.strip() for r in rungs.split(",") if r.strip()]
     specs = grid(env, names, range(seeds), preset, experiment, steps, list(set_ or []))
-    from blast_core.scheduling import run_grid
-
     _finish(run_grid(specs, ex))
 
 
@@ -137,14 +143,12 @@ def run_recipe(
     no_progress: NoProgress = False,
 ) -> None:
     """Run every run a recipe names (checked in full before anything is written)."""
-    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, executor, stale_after,
-                    no_progress, dict(partition=partition, time_min=time_min,
-                                      gpus_per_job=gpus_per_job, runs_per_job=runs_per_job,
-                                      wait=wait))
+    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, stale_after, no_progress,
+                    executor, dict(partition=partition, time_min=time_min,
+                                   gpus_per_job=gpus_per_job, runs_per_job=runs_per_job,
+                                   wait=wait))
     loaded = recipes.load(recipe)
     specs = recipes.specs(loaded, experiment)
-    from blast_core.scheduling import run_grid
-
     _finish(run_grid(specs, ex, recipe=loaded.text))
 
 
@@ -174,14 +178,12 @@ def resume(
     if run_ids and (all_ or experiment):
         raise BlastError("give run ids, or --all / --experiment, not both")
     if run_ids:
-        run_cmd.resume(run_ids, device, deterministic, results, db, threads, no_progress)
+        run_cmd.resume(run_ids, device=device, deterministic=deterministic, results=results,
+                       db=db, threads=threads, no_progress=no_progress)
         return
     if not (all_ or experiment):
         raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
-    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, Executor.local,
-                    stale_after, no_progress, dict(time_min=1, gpus_per_job=0, runs_per_job=None))
-    from blast_core.scheduling import resume_all
-
+    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, stale_after, no_progress)
     _finish(resume_all(ex, experiment))
 
 
