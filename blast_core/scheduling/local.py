@@ -129,14 +129,14 @@ class Scheduler:
             return
         self.launches[job.run_id] += 1
         self.store.count_launch(job.run_id)
+        total = (self.store.run(job.run_id) or {}).get("launches")  # over all commands
         log_path = self.results / job.run_id / "worker.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = log_path.open("a")
         argv, env = self.command(job, slot), slot_env(slot)
         stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         pinned = " ".join(f"{k}={env[k]}" for k in PINNING if k in env)
-        log.write(f"=== {stamp} launch {self.launches[job.run_id]} on {slot.label} ({pinned}): "
-                  f"{' '.join(argv)}\n")
+        log.write(f"=== {stamp} launch {total} on {slot.label} ({pinned}): {' '.join(argv)}\n")
         log.flush()
         # Its own session: a terminal's Ctrl-C reaches only the scheduler, which stops each run.
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
