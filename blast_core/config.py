@@ -370,6 +370,7 @@ PRESETS: dict[str, Delta] = {
     },
     # Every size shrunk so one update takes milliseconds: tests and demos.
     "tiny": {
+        "env.time_limit": 100,  # DMC's 500-step episodes would not end within a tiny run
         "encoder.depth": 4,
         "decoder.depth": 4,
         "rssm.hidden": 16,
