@@ -1,32 +1,72 @@
-"""`blast`: the command-line entry point. Each command parses its options and calls blast_core."""
+"""`blast`: the command-line entry point. Each command parses its options and calls blast_core.
+
+A command imports only what it needs: `blast run` starts a training process (many of them in a
+ladder), so it must not pay for the report's plotting stack or the scheduler. The full app, with
+every command, is built for `blast --help` and for tests (`blast_cli.main.app`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
 
-from blast_cli import bench_cmd, config_cmd, envs_cmd, ladder_cmd, report_cmd, run_cmd
 from blast_core.errors import BlastError
 
-app = typer.Typer(
-    name="blast",
-    help="Run, resume and report the BLAST ablation ladder (DreamerV2 -> BLAST).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(envs_cmd.app, name="envs")
-app.command("bench")(bench_cmd.bench)
-run_cmd.register(app)
-ladder_cmd.register(app)
-app.command("report")(report_cmd.report)
+# Command-line words -> the modules that define them, in the order `blast --help` lists them.
+_MODULES = ("run_cmd", "ladder_cmd", "report_cmd", "bench_cmd", "config_cmd", "envs_cmd")
+_NEEDS = {
+    "run": ("run_cmd",),
+    **{word: ("run_cmd", "ladder_cmd")
+       for word in ("run-ladder", "run-recipe", "status", "ls", "cancel", "resume")},
+    "report": ("report_cmd",),
+    "bench": ("bench_cmd",),
+    "config": ("config_cmd",),
+    "envs": ("envs_cmd",),
+}
+
+
+def _register(app: typer.Typer, module: str) -> None:
+    mod = importlib.import_module(f"blast_cli.{module}")
+    if module in ("config_cmd", "envs_cmd"):
+        app.add_typer(mod.app, name=module.removesuffix("_cmd"))
+    elif module in ("report_cmd", "bench_cmd"):
+        name = module.removesuffix("_cmd")
+        app.command(name)(getattr(mod, name))
+    else:
+        mod.register(app)
+
+
+def build_app(modules: tuple[str, ...] = _MODULES) -> typer.Typer:
+    app = typer.Typer(
+        name="blast",
+        help="Run, resume and report the BLAST ablation ladder (DreamerV2 -> BLAST).",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+    @app.callback()
+    def _root() -> None:
+        """Run, resume and report the BLAST ablation ladder (DreamerV2 -> BLAST)."""
+
+    for module in modules:
+        _register(app, module)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def main() -> None:
     """Console entry point: click reports usage errors itself; blast's user errors become one
     line on stderr and exit code 2, never a traceback."""
+    word = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    app = build_app(_NEEDS.get(word, _MODULES))
     try:
         app()
     except BlastError as e:
