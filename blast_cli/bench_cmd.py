@@ -85,10 +85,17 @@ def bench(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Also write the results to this JSON file.")
     ] = None,
-    preset: Annotated[str, typer.Option("--preset", "-p", help="paper, cpu or tiny.")] = "paper",
+    models: Annotated[
+        bool, typer.Option("--models", help="Time the agent's update (implied by --preset, "
+                           "--env-family and --rung).")
+    ] = False,
+    preset: Annotated[
+        str | None, typer.Option("--preset", "-p", help="paper (default), cpu or tiny.")
+    ] = None,
     env_family: Annotated[
-        str, typer.Option("--env-family", help="Sizes of this family: minigrid or dmc.")
-    ] = "minigrid",
+        str | None,
+        typer.Option("--env-family", help="Sizes of this family: minigrid (default) or dmc."),
+    ] = None,
     rung: Annotated[
         list[str] | None,
         typer.Option("--rung", "-r", help="Rung to time (repeatable; default: the ladder)."),
@@ -113,13 +120,17 @@ def bench(
 ) -> None:
     """Measure throughput (benchmarks are never unit tests). Without --envs: one update of the
     agent and its parts per rung, FLOPs and the share of the machine's matmul peak."""
+    models = models or preset is not None or env_family is not None or bool(rung)
+    if envs == models:
+        # A paper-size model benchmark takes long on a small machine: never start it by default.
+        raise BlastError("pass either --envs, or --models (or --preset/--env-family/--rung)")
     result: dict[str, Any] = {"host": platform.node()}
     if envs:
         result["envs"] = _bench_envs(env, steps)
         result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
     else:
-        result.update(_bench_models(preset, env_family, rung, reps, warmup, path, device,
-                                    threads, amp))
+        result.update(_bench_models(preset or "paper", env_family or "minigrid", rung, reps,
+                                    warmup, path, device, threads, amp))
         if baseline is not None:
             _print_baseline(result, baseline)
     if json_file is not None:
