@@ -29,8 +29,8 @@ def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
 
 
 def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, warmup: int,
-                  path: str, device: str | None, threads: int | None,
-                  amp: str) -> dict[str, Any]:
+                  path: str, device: str | None, threads: int | None, amp: str,
+                  clock: str) -> dict[str, Any]:
     from blast_core.bench import bench_models
 
     if threads is not None:
@@ -40,9 +40,10 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
 
         torch.set_num_threads(threads)
     doc = bench_models(preset, family, rungs, device, reps, warmup, path, echo=typer.echo,
-                       amp=amp)
+                       amp=amp, clock=clock)
     typer.echo(f"({doc['device']}, torch {doc['torch']}, matmul peak "
-               f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, median of {reps} after {warmup} warm-up)")
+               f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, {clock} clock, median of {reps} after "
+               f"{warmup} warm-up)")
     return doc
 
 
@@ -117,6 +118,9 @@ def bench(
     amp: Annotated[
         str, typer.Option(help="none, or bf16: time under bf16 autocast (an experiment).")
     ] = "none",
+    clock: Annotated[
+        str, typer.Option(help="wall, or cpu: this process's CPU time (for a shared machine).")
+    ] = "wall",
 ) -> None:
     """Measure throughput (benchmarks are never unit tests). Without --envs: one update of the
     agent and its parts per rung, FLOPs and the share of the machine's matmul peak."""
@@ -130,7 +134,7 @@ def bench(
         result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
     else:
         result.update(_bench_models(preset or "paper", env_family or "minigrid", rung, reps,
-                                    warmup, path, device, threads, amp))
+                                    warmup, path, device, threads, amp, clock))
         if baseline is not None:
             _print_baseline(result, baseline)
     if json_file is not None:
