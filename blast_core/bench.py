@@ -244,12 +244,12 @@ def _device_name(device: torch.device) -> str:
 
 
 def format_header() -> str:
-    return (f"{'rung':10} {'path':5} {'wm ms':>8} {'imag ms':>8} {'behav ms':>9} "
+    return (f"{'rung':11} {'path':5} {'wm ms':>8} {'imag ms':>8} {'behav ms':>9} "
             f"{'update ms':>10} {'peak MB':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'util':>5}")
 
 
 def format_row(row: dict[str, Any]) -> str:
-    return (f"{row['rung']:10} {row.get('path', ''):5} {row['world_model_ms']:8.1f} "
+    return (f"{row['rung']:11} {row.get('path', ''):5} {row['world_model_ms']:8.1f} "
             f"{row['imagine_ms']:8.1f} {row['behavior_ms']:9.1f} {row['update_ms']:10.1f} "
             f"{row['peak_mb']:8.1f} {row['flops'] / 1e9:7.1f} {row['gflops_per_s']:8.1f} "
             f"{row.get('utilization', 0):5.0%}")
