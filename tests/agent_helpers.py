@@ -28,5 +28,9 @@ def make_batch(cfg: Config, actions: int, discrete: bool, seed: int = 0) -> dict
     action[:, 0] = 0
     is_first = torch.zeros(B, T, dtype=torch.bool)
     is_first[:, 0] = True
-    return {"image": image, "action": action, "reward": reward, "is_first": is_first,
-            "is_terminal": torch.zeros(B, T, dtype=torch.bool)}
+    batch = {"image": image, "action": action, "reward": reward, "is_first": is_first,
+             "is_terminal": torch.zeros(B, T, dtype=torch.bool)}
+    # The replay's step format, which Agent.update checks too: fail here, where the batch is made.
+    assert all(v.shape[:2] == (B, T) for v in batch.values())
+    assert action.shape[-1] == actions and image.dtype == torch.uint8
+    return batch

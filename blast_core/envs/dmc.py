@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from blast_core.config import EnvConfig
+from blast_core.envs.base import SeededEnv
 from blast_core.envs.gl import ensure_gl, install_hint
 from blast_core.errors import BlastError
 
@@ -56,7 +57,7 @@ def parse_task(name: str) -> tuple[str, str] | None:
     return suite_tasks().get(name)
 
 
-class DMC(gym.Env):
+class DMC(SeededEnv):
     """A dm_control suite task with pixel observations (size, size, 3) uint8."""
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -82,20 +83,12 @@ class DMC(gym.Env):
         self.render_mode = "rgb_array"
         fps = 1.0 / (self._env.control_timestep() * cfg.action_repeat)
         self.metadata = {**self.metadata, "render_fps": round(fps)}
-        self._first_seed = seed
-        self._t = 0
-        self._done = True  # until the first reset
-        self._obs: np.ndarray | None = None
-        if seed is not None:
-            self.action_space.seed(seed)
+        self._start(seed)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None and self._first_seed is not None:
-            seed = self._first_seed
-        self._first_seed = None
-        super().reset(seed=seed)
+        seed = self._seed(seed)
         if seed is not None:
             # The task draws its initial states from this RandomState; reseeding it in place
             # makes the episode a function of the seed alone.

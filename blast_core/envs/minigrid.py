@@ -17,6 +17,7 @@ import numpy as np
 from minigrid.envs import DynamicObstaclesEnv
 
 from blast_core.config import EnvConfig
+from blast_core.envs.base import SeededEnv
 from blast_core.envs.ids import VARIANTS
 from blast_core.envs.render import AgentStyle, GridRenderer, matte
 from blast_core.envs.video import Background, video_frames
@@ -38,7 +39,7 @@ class _DynamicObstacles(DynamicObstaclesEnv):
         return {}
 
 
-class DynamicObstacles(gym.Env):
+class DynamicObstacles(SeededEnv):
     """`minigrid:VARIANT`: uint8 (size, size, 3) observations, actions 0 left, 1 right, 2 forward.
 
     `info` holds the running counts of the episode: `goals`, `collisions`, the paper's
@@ -60,22 +61,15 @@ class DynamicObstacles(gym.Env):
         self.background = None
         if variant in BACKGROUNDS:
             self.background = Background(video_frames(cfg.video, cfg.size), BACKGROUNDS[variant])
-        self._first_seed = seed  # make()'s seed, used by the first reset that names none
         self._bg_rng: np.random.Generator | None = None
-        self._t = self.goals = self.collisions = 0
+        self.goals = self.collisions = 0
         self._return = 0.0
-        self._done = True  # until the first reset
-        self._obs: np.ndarray | None = None
-        if seed is not None:
-            self.action_space.seed(seed)
+        self._start(seed)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is None and self._first_seed is not None:
-            seed = self._first_seed
-        self._first_seed = None
-        super().reset(seed=seed)
+        seed = self._seed(seed)
         # One generator drives layouts and obstacles. The background draws from a child stream,
         # so the five variants show the same layouts for the same seed and actions.
         self.base.np_random = self.np_random
