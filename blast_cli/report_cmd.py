@@ -63,6 +63,11 @@ def report(
     preset: Annotated[
         str | None, typer.Option("--preset", help="Only runs of this preset.")
     ] = None,
+    settings: Annotated[
+        str | None,
+        typer.Option("--settings", help="Only runs made with these --steps/--set settings, as "
+                     "the error lists them, e.g. 'steps=30000 rssm.stoch=8' ('' for none)."),
+    ] = None,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap replications.")] = 2000,
     results: Results = None,
     db: Db = None,
@@ -71,7 +76,7 @@ def report(
     if (figure is None) == (not stats):
         raise BlastError("give exactly one of --figure N or --stats")
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
-                               preset=preset, reps=reps)
+                               preset=preset, settings=settings, reps=reps)
     number = int(figure.value) if figure is not None else None
     if number == 2:  # the environments themselves: no database needed
         made = build.build(number, None, opts)

@@ -58,13 +58,16 @@ def ladder_rows(
     return pd.DataFrame(out, columns=COLUMNS)
 
 
-def write_rows(store, rows: pd.DataFrame, status: str = "done") -> None:
-    """Register every run of `rows` in a real Store and append its metric rows."""
+def write_rows(store, rows: pd.DataFrame, status: str = "done", steps: int | None = None,
+               overrides: dict | None = None) -> None:
+    """Register every run of `rows` in a real Store (made with these `--steps`/`--set`
+    settings) and append its metric rows."""
     for rid, g in rows.groupby("run_id", sort=True):
         first = g.iloc[0]
         store.upsert_run(rid, experiment=first["experiment"], env=first["env"],
                          rung=first["rung"], seed=int(first["seed"]), preset=first["preset"],
-                         config=None, run_dir=f"/nonexistent/{rid}")
+                         config=None, run_dir=f"/nonexistent/{rid}", steps=steps,
+                         overrides=overrides or {})
         store.set_status(rid, status)
         store.append_metrics(rid, list(zip(g["step"], g["frames"], g["name"], g["value"],
                                            strict=True)))

@@ -282,6 +282,26 @@ def test_mixed_presets_need_a_choice(tmp_path):
     assert list(table[table["n"] > 0]["rung"]) == ["bn"]
 
 
+def test_runs_made_with_other_settings_are_not_more_seeds(tmp_path):
+    base = ladder_rows(envs=VARIANTS[:1], rungs=["dv2"], seeds=2)
+    longer = base.assign(run_id=lambda d: d["run_id"] + "__0a1b2c3d",
+                         value=lambda d: d["value"] + 100)
+    with Store.open(db_url(results=tmp_path)) as store:
+        write_rows(store, base)
+        write_rows(store, longer, steps=30000, overrides={"rssm.stoch": 8})
+        with pytest.raises(BlastError, match="mixes run settings \\(none\\), 'steps=30000 "
+                           "rssm.stoch=8': choose one with --settings"):
+            build.build(3, store, build.ReportOptions())
+        tables = {s: build.build(3, store, build.ReportOptions(settings=s)).table
+                  for s in ("", "steps=30000 rssm.stoch=8")}
+        with pytest.raises(BlastError, match="no runs made with steps=1"):
+            build.build(3, store, build.ReportOptions(settings="steps=1"))
+    plain, other = (t[t["n"] > 0].iloc[0] for t in tables.values())
+    assert plain["n"] == other["n"] == 2 and other["mean"] == pytest.approx(plain["mean"] + 100)
+    proc = blast("report", "--figure", "3", "--results", str(tmp_path), "--settings", "")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_the_same_reports_from_postgresql_as_from_sqlite(pg_url, tmp_path):
     rows = ladder_rows(seeds=2, skip=(("minigrid:smaller_agent", "bn"),))
     tables = {}

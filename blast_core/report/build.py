@@ -50,6 +50,9 @@ class ReportOptions:
     """Curve bin width in env frames; None picks one (`frames.auto_bin_width`)."""
     preset: str | None = None
     """Only runs of this preset; needed when an experiment mixes presets."""
+    settings: str | None = None
+    """Only runs made with these `--steps`/`--set` settings (`settings_label`'s text, "" for
+    none); needed when an experiment holds runs of one cell that differ in them."""
     reps: int = 2000
     """Bootstrap replications of the statistics."""
 
@@ -102,7 +105,28 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
     if len(presets) > 1:
         raise BlastError(f"experiment {opts.experiment!r} mixes presets {', '.join(presets)}: "
                          "choose one with --preset")
+    # Seeds of one cell are replicates only if they were made with the same settings: a run
+    # with --steps or --set of its own is another experiment, not another seed.
+    runs = runs.assign(settings=[settings_label(o, s) for o, s in
+                                 zip(runs["overrides"], runs["steps"], strict=True)])
+    if opts.settings is not None:
+        runs = runs[runs["settings"] == opts.settings]
+        if runs.empty:
+            raise BlastError(f"experiment {opts.experiment!r} has no runs made with "
+                             f"{opts.settings or 'no --steps/--set'}")
+    variants = sorted(set(runs["settings"]))
+    if len(variants) > 1:
+        shown = ", ".join(repr(v) if v else "(none)" for v in variants)
+        raise BlastError(f"experiment {opts.experiment!r} mixes run settings {shown}: choose "
+                         "one with --settings (the quoted text; '' for none)")
     return runs
+
+
+def settings_label(overrides: Any, steps: Any) -> str:
+    """A run's `--steps`/`--set` settings as one text, e.g. `steps=30000 rssm.stoch=8`."""
+    items = [f"steps={int(steps)}"] if steps is not None and not pd.isna(steps) else []
+    items += [f"{k}={v}" for k, v in sorted((overrides or {}).items())]
+    return " ".join(items)
 
 
 def load_metrics(source: RunSource, runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
