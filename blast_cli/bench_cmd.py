@@ -29,7 +29,7 @@ def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
 
 
 def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, warmup: int,
-                  path: str, device: str | None, threads: int | None, amp: str,
+                  path: str, device: str | None, threads: int | None, precision: str,
                   clock: str) -> dict[str, Any]:
     from blast_core.bench import bench_models
 
@@ -40,7 +40,7 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
 
         torch.set_num_threads(threads)
     doc = bench_models(preset, family, rungs, device, reps, warmup, path, echo=typer.echo,
-                       amp=amp, clock=clock)
+                       precision=precision, clock=clock)
     typer.echo(f"({doc['device']}, torch {doc['torch']}, matmul peak "
                f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, {clock} clock, median of {reps} after "
                f"{warmup} warm-up)")
@@ -115,9 +115,9 @@ def bench(
     threads: Annotated[
         int | None, typer.Option(help="torch CPU threads (default: torch's own choice).")
     ] = None,
-    amp: Annotated[
-        str, typer.Option(help="none, or bf16: time under bf16 autocast (an experiment).")
-    ] = "none",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16: the agent's bf16 autocast mode.")
+    ] = "fp32",
     clock: Annotated[
         str, typer.Option(help="wall, or cpu: this process's CPU time (for a shared machine).")
     ] = "wall",
@@ -134,7 +134,7 @@ def bench(
         result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
     else:
         result.update(_bench_models(preset or "paper", env_family or "minigrid", rung, reps,
-                                    warmup, path, device, threads, amp, clock))
+                                    warmup, path, device, threads, precision, clock))
         if baseline is not None:
             _print_baseline(result, baseline)
     if json_file is not None:

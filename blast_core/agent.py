@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from blast_core.behavior import ActorCritic, ActSpace
 from blast_core.config import Config
 from blast_core.nets import preprocess
+from blast_core.perf import autocast
 from blast_core.rssm import State
 from blast_core.world_model import WorldModel
 
@@ -72,11 +73,12 @@ class Agent(nn.Module):
             state = (self.wm.rssm.initial(n, self.device),
                      torch.zeros(n, self.act_space.size, device=self.device))
         latent, prev_action = state
-        embed = self.wm.acting_encoder()(preprocess(image))
-        latent = self.wm.rssm.obs_step(latent, prev_action, embed, is_first,
-                                       sample=mode == "train")
-        dist = self.behavior.policy(self.wm.rssm.feat(latent))
-        action = dist.sample() if mode == "train" else dist.mode()
+        with autocast(self.cfg.precision, self.device):
+            embed = self.wm.acting_encoder()(preprocess(image))
+            latent = self.wm.rssm.obs_step(latent, prev_action, embed, is_first,
+                                           sample=mode == "train")
+            dist = self.behavior.policy(self.wm.rssm.feat(latent))
+            action = dist.sample() if mode == "train" else dist.mode()
         return action, (latent, action)
 
     def checkpoint_state(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from blast_core.dists import OneHot, TruncNormal
 from blast_core.losses import actor_loss, critic_loss, imagination_weight, lambda_return
 from blast_core.nets import MLP
 from blast_core.optim import Optimizer
-from blast_core.perf import fast_path
+from blast_core.perf import autocast, fast_path
 from blast_core.rssm import State
 
 
@@ -71,8 +71,20 @@ class ActorCritic(nn.Module):
     def train_step(self, wm: nn.Module, start: State,
                    is_terminal: Tensor) -> dict[str, Tensor]:
         """One actor and critic update from the B·T posterior starts (already detached)."""
-        cfg = self.cfg
         self.update_slow()
+        with autocast(self.cfg.precision, start["deter"].device):
+            loss_actor, loss_critic, metrics = self.losses(wm, start, is_terminal)
+        self.actor_opt.zero_grad()
+        self.critic_opt.zero_grad()
+        # The two losses share no parameters, so one backward pass serves both optimisers.
+        (loss_actor + loss_critic).backward()
+        metrics.update(**self.actor_opt.step(), **self.critic_opt.step())
+        return metrics
+
+    def losses(self, wm: nn.Module, start: State,
+               is_terminal: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(actor loss, critic loss, metrics) of a rollout imagined from the starts [B, T, ...]."""
+        cfg = self.cfg
         start = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
         # The fast path keeps the actor's outputs of the rollout, with their graph, for the loss
         # below instead of running the actor again on the same (detached) features.
@@ -110,17 +122,12 @@ class ActorCritic(nn.Module):
                                 weight[:-2], self.grad, cfg.actor.grad_mix, cfg.actor.ent)
         value = self.critic(feat[:-1].detach()).squeeze(-1)
         loss_critic = critic_loss(value, target, weight[:-1])
-        self.actor_opt.zero_grad()
-        self.critic_opt.zero_grad()
-        # The two losses share no parameters, so one backward pass serves both optimisers.
-        (loss_actor + loss_critic).backward()
-        metrics = {**self.actor_opt.step(), **self.critic_opt.step()}
-        metrics.update(
+        metrics = dict(
             actor_loss=loss_actor.detach(), critic_loss=loss_critic.detach(),
             actor_ent=entropy.detach().mean(), critic=value.detach().mean(),
             imag_reward=reward.detach().mean(), imag_return=target.detach().mean(),
         )
-        return metrics
+        return loss_actor, loss_critic, metrics
 
     @torch.no_grad()
     def update_slow(self) -> None:

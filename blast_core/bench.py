@@ -191,20 +191,16 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
 def bench_models(preset: str = "paper", family: str = "minigrid",
                  rungs: Sequence[str] | None = None, device: str | None = None,
                  reps: int = 3, warmup: int = 1, path: str = "fast",
-                 echo: Callable[[str], None] = print, amp: str = "none",
+                 echo: Callable[[str], None] = print, precision: str = "fp32",
                  clock: str = "wall") -> dict[str, Any]:
     """Benchmark each rung on `path` (fast, plain, or both side by side, plain first) and return
-    the JSON document of `blast bench --json`. `amp=bf16` is an experiment, not a mode of the
-    agent: every timed call runs under bf16 autocast (torch keeps its norms, softmaxes and
-    reductions in fp32)."""
+    the JSON document of `blast bench --json`. `precision` is the agent's `Config.precision`."""
     if family not in FAMILIES:
         raise BlastError(f"unknown env family {family!r}; valid: {', '.join(FAMILIES)}")
     if path not in PATHS:
         raise BlastError(f"unknown path {path!r}; valid: {', '.join(PATHS)}")
     if clock not in CLOCKS:
         raise BlastError(f"unknown clock {clock!r}; valid: {', '.join(CLOCKS)}")
-    if amp not in ("none", "bf16"):
-        raise BlastError(f"unknown amp {amp!r}; valid: none, bf16")
     if reps < 1 or warmup < 0:
         raise BlastError(f"reps={reps} must be >= 1 and warmup={warmup} >= 0")
     rungs = list(rungs or LADDER_IDS)
@@ -212,7 +208,9 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
         if rung not in RUNG_IDS:
             raise BlastError(f"unknown rung {rung!r}; valid: {', '.join(RUNG_IDS)}")
     env_id, act = FAMILY_ENVS[family]
-    configs = {rung: make_config(env_id, rung, preset) for rung in rungs}  # bad preset: error now
+    # A bad preset or precision is an error now, before any timing.
+    configs = {rung: make_config(env_id, rung, preset, {"precision": precision})
+               for rung in rungs}
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if clock == "cpu" and dev.type != "cpu":
         raise BlastError("--clock cpu times CPU work; use it with --device cpu")
@@ -223,12 +221,11 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
     doc: dict[str, Any] = {
         "preset": preset, "env_family": family, "device": _device_name(dev),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "matmul_peak_gflops": peak, "amp": amp, "clock": clock, "results": [],
+        "matmul_peak_gflops": peak, "precision": precision, "clock": clock, "results": [],
     }
     for rung in rungs:
         for p in (("plain", "fast") if path == "both" else (path,)):
-            with plain_path(p == "plain"), torch.autocast(dev.type, torch.bfloat16,
-                                                          enabled=amp == "bf16"):
+            with plain_path(p == "plain"):
                 row = {"rung": rung, "path": p,
                        **bench_rung(configs[rung], act, dev, reps, warmup)}
             row["utilization"] = row["gflops_per_s"] / peak

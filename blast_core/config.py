@@ -266,6 +266,9 @@ class Config:
     """Training batches."""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     """When to act, train, evaluate and checkpoint."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Arithmetic of updates and acting. bf16: matmuls and convolutions under bf16 autocast;
+    the recurrent state, norms, distributions, KL, losses and weights stay fp32."""
 
     def __post_init__(self) -> None:
         unknown = set(self.grad_heads) - {"decoder", "reward", "discount"}

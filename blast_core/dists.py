@@ -23,9 +23,9 @@ class OneHot:
     """
 
     def __init__(self, logits: Tensor, dims: int = 0):
-        self.logits = logits
+        self.logits = logits.float()  # a bf16 matmul's output under autocast
         self.dims = dims
-        self.log_probs = F.log_softmax(logits, -1)
+        self.log_probs = F.log_softmax(self.logits, -1)
         self.probs = self.log_probs.exp()
 
     def _sum(self, x: Tensor) -> Tensor:
@@ -53,8 +53,8 @@ class OneHot:
 
 def kl_onehot(lhs_logits: Tensor, rhs_logits: Tensor) -> Tensor:
     """KL(lhs || rhs) of [..., stoch, discrete] latents, summed over the stoch variables."""
-    lhs = F.log_softmax(lhs_logits, -1)
-    rhs = F.log_softmax(rhs_logits, -1)
+    lhs = F.log_softmax(lhs_logits.float(), -1)
+    rhs = F.log_softmax(rhs_logits.float(), -1)
     return (lhs.exp() * (lhs - rhs)).sum((-2, -1))
 
 
@@ -79,6 +79,7 @@ class TruncNormal:
 
     def __init__(self, loc: Tensor, scale: Tensor, low: float = -1.0, high: float = 1.0,
                  clip: float = 1e-6):
+        loc, scale = loc.float(), scale.float()
         self.loc, self.scale = loc, scale
         self.low, self.high, self.clip = low, high, clip
         self.alpha = (low - loc) / scale

@@ -29,6 +29,20 @@ def dense(inp: int, out: int) -> nn.Linear:
     return init_(nn.Linear(inp, out))
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm in fp32 whatever its input (a bf16 matmul's output under autocast)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float())
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm in fp32 whatever its input (a bf16 convolution's output under autocast)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float())
+
+
 class MLP(nn.Module):
     """`layers` x (Dense, ELU) and a linear output of size `out` (the heads, actor and critic)."""
 
@@ -41,7 +55,7 @@ class MLP(nn.Module):
         self.net = init_(nn.Sequential(*mods))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.net(x).float()  # fp32 outputs under bf16 autocast: losses and distributions
 
 
 class LayerNormGRU(nn.Module):
@@ -66,7 +80,7 @@ class LayerNormGRU(nn.Module):
 
     def cell(self, pre: Tensor, h: Tensor) -> Tensor:
         """The cell from the dense layer's output `pre` = W [x, h] + b onwards."""
-        parts = self.norm(pre)
+        parts = self.norm(pre.float())  # under bf16 autocast the state stays fp32
         reset, cand, update = parts.split(self.size, -1)
         reset = torch.sigmoid(reset)
         cand = torch.tanh(reset * cand)
@@ -86,7 +100,7 @@ class Encoder(nn.Module):
             out = cfg.depth * 2**i
             mods.append(nn.Conv2d(inp, out, k, stride=2))
             if cfg.norm == "batch":
-                mods.append(nn.BatchNorm2d(out, eps=NORM_EPS, momentum=BN_MOMENTUM))
+                mods.append(BatchNorm2d(out, eps=NORM_EPS, momentum=BN_MOMENTUM))
             mods.append(nn.ELU())
             inp = out
         self.net = init_(nn.Sequential(*mods))
@@ -133,7 +147,7 @@ class Decoder(nn.Module):
             x = self.net[1:](x.contiguous(memory_format=torch.channels_last))
         else:
             x = self.net(x.reshape(-1, self.depth, 1, 1))
-        return x.reshape(*lead, *x.shape[1:])
+        return x.reshape(*lead, *x.shape[1:]).float()  # the image NLL in fp32 under autocast
 
     def _first_as_matmul(self, x: Tensor) -> Tensor:
         """The first transposed convolution reads a 1x1 map, so each output pixel is one matmul
@@ -149,7 +163,7 @@ def elu_dense(inp: int, out: int, norm: str = "none") -> nn.Sequential:
     """Dense -> [BatchNorm1d] -> ELU: the hidden layers of the RSSM."""
     mods: list[nn.Module] = [dense(inp, out)]
     if norm == "batch":
-        mods.append(nn.BatchNorm1d(out, eps=NORM_EPS, momentum=BN_MOMENTUM))
+        mods.append(BatchNorm1d(out, eps=NORM_EPS, momentum=BN_MOMENTUM))
     mods.append(nn.ELU())
     return nn.Sequential(*mods)
 

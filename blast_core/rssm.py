@@ -191,7 +191,7 @@ class RSSM(nn.Module):
         weight = self.prior_dist.weight.view(S, width, -1)
         bias = self.prior_dist.bias.view(S, 1, width)
         logits = torch.baddbmm(bias, y, weight.transpose(1, 2))      # [S, N, width]
-        return logits.transpose(0, 1).reshape(N, -1), teacher
+        return logits.transpose(0, 1).reshape(N, -1).float(), teacher
 
     def _ar_sampled(self, h: Tensor, sample: bool) -> tuple[Tensor, Tensor]:
         """Each group sampled from the logits given the groups sampled before it.

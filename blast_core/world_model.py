@@ -22,6 +22,7 @@ from blast_core.dists import OneHot, bernoulli_log_prob, normal_nll
 from blast_core.losses import kl_loss
 from blast_core.nets import MLP, Decoder, Encoder, preprocess
 from blast_core.optim import Optimizer
+from blast_core.perf import autocast
 from blast_core.rssm import RSSM, State
 
 
@@ -106,7 +107,8 @@ class WorldModel(nn.Module):
 
     def train_step(self, data: dict[str, Tensor]) -> tuple[State, dict[str, Tensor]]:
         self.train()
-        model_loss, probe_loss, start, metrics = self.loss(data)
+        with autocast(self.cfg.precision, data["image"].device):
+            model_loss, probe_loss, start, metrics = self.loss(data)
         self.opt.zero_grad()
         if self.probe_opt:
             self.probe_opt.zero_grad()

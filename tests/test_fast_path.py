@@ -106,6 +106,7 @@ def test_bench_writes_the_documented_json_and_compares_to_a_baseline(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["preset"] == "tiny" and doc["device"].startswith("cpu")
     assert doc["torch"] == torch.__version__ and doc["matmul_peak_gflops"] > 0
+    assert doc["precision"] == "fp32"
     assert [r["rung"] for r in doc["results"]] == ["dv2", "ar_prior"]
     for row in doc["results"]:
         for key in ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "peak_mb",
@@ -130,6 +131,7 @@ def test_bench_writes_the_documented_json_and_compares_to_a_baseline(tmp_path):
     (["--env-family", "atari"], "unknown env family 'atari'"),
     (["--path", "quick"], "unknown path 'quick'"),
     (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--precision", "fp8"], "precision: 'fp8' is not one of fp32, bf16"),
 ])
 def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "bench.json"
