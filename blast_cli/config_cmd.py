@@ -9,6 +9,7 @@ import yaml
 
 from blast_cli import options
 from blast_core import config as C
+from blast_core import config_tree as T
 
 app = typer.Typer(
     help="Show resolved configs and the differences between rungs.", no_args_is_help=True
@@ -23,8 +24,8 @@ def show(
     set_: options.Set = None,
 ) -> None:
     """Print the resolved config of one run as YAML."""
-    cfg = C.make_config(env, rung, preset, C.parse_overrides(set_ or []))
-    typer.echo(C.to_yaml(cfg), nl=False)
+    cfg = C.make_config(env, rung, preset, T.parse_overrides(set_ or []))
+    typer.echo(T.to_yaml(cfg), nl=False)
 
 
 @app.command()
@@ -36,9 +37,9 @@ def diff(
     set_: options.Set = None,
 ) -> None:
     """Print only the keys whose values differ between two rungs."""
-    overrides = C.parse_overrides(set_ or [])
-    a = C.flatten(C.to_dict(C.make_config(env, rung_a, preset, overrides)))
-    b = C.flatten(C.to_dict(C.make_config(env, rung_b, preset, overrides)))
+    overrides = T.parse_overrides(set_ or [])
+    a = T.flatten(T.to_dict(C.make_config(env, rung_a, preset, overrides)))
+    b = T.flatten(T.to_dict(C.make_config(env, rung_b, preset, overrides)))
     changed = {k: {rung_a: a[k], rung_b: b[k]} for k in a if a[k] != b[k]}
     if not changed:
         typer.echo(f"# {rung_a} and {rung_b} resolve to the same config")

@@ -9,6 +9,7 @@ import typer
 
 from blast_cli import options
 from blast_core import config as C
+from blast_core import config_tree as T
 
 # blast_core.envs (minigrid, gymnasium) is imported inside the commands: ~0.7 s that the other
 # commands of `blast` should not pay at start-up.
@@ -57,5 +58,5 @@ def show(
 
     if out.suffix.lower() != ".png":  # checked before minutes of rendering, not after
         raise C.ConfigError(f"--out must name a .png file, got {str(out)!r}")
-    obs = sample_observations(env_ids, frames, stride, seed, C.parse_overrides(set_ or []))
+    obs = sample_observations(env_ids, frames, stride, seed, T.parse_overrides(set_ or []))
     typer.echo(f"wrote {save_grid(obs, env_ids, out, stride)}")

@@ -3,3 +3,7 @@
 
 class BlastError(Exception):
     """Bad input or a state the user must fix (a missing file, an unknown id)."""
+
+
+class ConfigError(BlastError, ValueError):
+    """A bad env id, rung, preset, key or value. Its message is one line, meant for the user."""

@@ -32,6 +32,7 @@ import torch
 import yaml
 
 from blast_core import config as C
+from blast_core import config_tree as T
 from blast_core.errors import BlastError
 from blast_core.train import (
     Diverged,
@@ -76,7 +77,7 @@ class RunSpec:
             raise RunError(f"--steps must be positive, got {steps}")
         if not _EXPERIMENT.match(experiment):
             raise RunError(f"bad experiment name {experiment!r}: use letters, digits, . _ -")
-        parsed = C.parse_overrides(overrides or [])
+        parsed = T.parse_overrides(overrides or [])
         spec = cls(env, rung, seed, preset, tuple(sorted(f"{k}={v}" for k, v in parsed.items())),
                    steps, experiment)
         spec.config()  # bad env, rung, preset or key: fail before anything is written
@@ -95,7 +96,7 @@ class RunSpec:
         return f"{self.experiment}/{self.name}"
 
     def override_dict(self) -> dict[str, str]:
-        return C.parse_overrides(list(self.overrides))
+        return T.parse_overrides(list(self.overrides))
 
     def config(self) -> C.Config:
         overrides: dict[str, Any] = self.override_dict()
@@ -142,8 +143,8 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
     directory = run_directory(root, spec.run_id)
     stored = directory / "config.yaml"
     if stored.exists():
-        before = C.flatten(yaml.safe_load(stored.read_text()))
-        changed = sorted(k for k, v in C.flatten(C.to_dict(cfg)).items() if before.get(k) != v)
+        before = T.flatten(yaml.safe_load(stored.read_text()))
+        changed = sorted(k for k, v in T.flatten(T.to_dict(cfg)).items() if before.get(k) != v)
         if changed:
             raise RunError(
                 f"run {spec.run_id} was started with a different config ({', '.join(changed[:4])}"
@@ -153,7 +154,7 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
     else:
         directory.mkdir(parents=True, exist_ok=True)
         _write_atomic(directory / "run.json", json.dumps(spec.to_dict(), indent=2) + "\n")
-        _write_atomic(stored, C.to_yaml(cfg))
+        _write_atomic(stored, T.to_yaml(cfg))
     return execute(spec, cfg, root, db, options)
 
 
@@ -163,7 +164,7 @@ def load_spec(root: Path, run_id: str) -> tuple[RunSpec, C.Config]:
     if not (directory / "run.json").exists():
         raise RunError(f"no run {run_id!r} under {root} (no {directory / 'run.json'})")
     spec = RunSpec.from_dict(json.loads((directory / "run.json").read_text()))
-    cfg = C.from_dict(yaml.safe_load((directory / "config.yaml").read_text()))
+    cfg = T.from_dict(yaml.safe_load((directory / "config.yaml").read_text()), C.Config)
     return spec, cfg
 
 
@@ -183,7 +184,7 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options)
     directory = run_directory(root, spec.run_id)
     with _locked(directory, spec.run_id), Store.open(db) as store:
         store.upsert_run(spec.run_id, experiment=spec.experiment, env=spec.env, rung=spec.rung,
-                         seed=spec.seed, preset=spec.preset, config=C.to_dict(cfg),
+                         seed=spec.seed, preset=spec.preset, config=T.to_dict(cfg),
                          run_dir=str(directory.resolve()), overrides=spec.override_dict(),
                          steps=spec.steps)
         configure_torch(options.threads, options.deterministic, device)

@@ -8,12 +8,13 @@ import pytest
 import yaml
 
 from blast_core import config as C
+from blast_core import config_tree as T
 
 ENVS = ["minigrid:unmodified", "dmc:walker_run"]
 
 
 def flat(cfg):
-    return C.flatten(C.to_dict(cfg))
+    return T.flatten(T.to_dict(cfg))
 
 
 def diff(a, b):
@@ -60,7 +61,7 @@ def test_dv2_rung_is_config_defaults_with_blast_switches_off():
 
 def test_overrides_are_type_checked_and_ar_steps_follows_stoch():
     cfg = C.make_config("minigrid:unmodified", "ar_prior", "paper",
-                        C.parse_overrides(["rssm.stoch=8", "model_opt.lr=1e-3",
+                        T.parse_overrides(["rssm.stoch=8", "model_opt.lr=1e-3",
                                            "grad_heads=reward,discount", "kl.free_avg=false"]))
     assert cfg.rssm.stoch == 8 and cfg.rssm.ar_steps == 8  # the official code's 8 x 64
     assert cfg.model_opt.lr == 1e-3 and cfg.grad_heads == ("reward", "discount")
@@ -72,7 +73,7 @@ def test_overrides_are_type_checked_and_ar_steps_follows_stoch():
            ("nokey", "key=value")]
     for item, message in bad:
         with pytest.raises(C.ConfigError, match=message):
-            C.make_config("minigrid:unmodified", "ar_prior", "paper", C.parse_overrides([item]))
+            C.make_config("minigrid:unmodified", "ar_prior", "paper", T.parse_overrides([item]))
 
 
 def test_bad_env_rung_preset_are_config_errors():
@@ -86,13 +87,13 @@ def test_bad_env_rung_preset_are_config_errors():
 def test_round_trip_through_dict_and_yaml():
     for rung in C.RUNG_IDS:
         cfg = C.make_config("dmc:walker_run", rung, "tiny")
-        assert C.from_dict(yaml.safe_load(C.to_yaml(cfg))) == cfg
+        assert T.from_dict(yaml.safe_load(T.to_yaml(cfg)), C.Config) == cfg
 
 
 def test_every_field_has_a_docstring():
     def walk(cls):
         for f in dataclasses.fields(cls):
-            assert C.field_doc(cls, f.name), f"{cls.__name__}.{f.name} has no docstring"
+            assert T.field_doc(cls, f.name), f"{cls.__name__}.{f.name} has no docstring"
             if dataclasses.is_dataclass(f.type) or (isinstance(f.type, str) and f.type.endswith(
                     "Config") or f.type in ("LossScales",)):
                 walk(getattr(C, f.type) if isinstance(f.type, str) else f.type)
@@ -115,7 +116,7 @@ def test_cli_config_show_and_diff():
     assert out.returncode == 0, out.stderr
     shown = yaml.safe_load(out.stdout)
     assert shown["rssm"]["deter"] == 24 and shown["encoder"]["norm"] == "batch"
-    assert C.from_dict(shown) == C.make_config("dmc:walker_run", "bn", "tiny",
+    assert T.from_dict(shown, C.Config) == C.make_config("dmc:walker_run", "bn", "tiny",
                                                {"rssm.deter": "24"})
     out = blast("config", "diff", "--env", "minigrid:smaller_agent", "bn", "ar_prior")
     assert out.returncode == 0, out.stderr

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from blast_core import config as C
+from blast_core import config_tree as T
 from blast_core import envs
 from blast_core.checkpoint import Checkpoints
 from blast_core.store import Store
@@ -39,7 +40,7 @@ def one_thread():
 def open_run(tmp_path, run_id: str, cfg: C.Config) -> Store:
     store = Store.open(f"sqlite:///{tmp_path / 'blast.db'}")
     store.upsert_run(run_id, experiment=run_id.split("/")[0], env=ENV, rung="ar_prior", seed=0,
-                     preset="tiny", config=C.to_dict(cfg), run_dir=str(tmp_path / run_id))
+                     preset="tiny", config=T.to_dict(cfg), run_dir=str(tmp_path / run_id))
     return store
 
 

@@ -230,12 +230,13 @@ def _run_config(run: pd.Series) -> Any:
     """The run's resolved config: the store's copy, else the run folder's config.yaml."""
     import yaml
 
-    from blast_core.config import from_dict
+    from blast_core.config import Config
+    from blast_core.config_tree import from_dict
 
     if isinstance(run.get("config"), dict):
-        return from_dict(run["config"])
+        return from_dict(run["config"], Config)
     path = Path(str(run["run_dir"])) / "config.yaml"
-    return from_dict(yaml.safe_load(path.read_text())) if path.exists() else None
+    return from_dict(yaml.safe_load(path.read_text()), Config) if path.exists() else None
 
 
 def _probe_panel(env: str, runs: pd.DataFrame) -> dict[str, Any]:

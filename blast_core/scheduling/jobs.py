@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blast_core import config as C
+from blast_core import config_tree as T
 from blast_core.store import RESUMABLE, Store
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def plan(store: Store, specs: Sequence[RunSpec], results: Path) -> Plan:
             if row is None:
                 store.upsert_run(
                     spec.run_id, experiment=spec.experiment, env=spec.env, rung=spec.rung,
-                    seed=spec.seed, preset=spec.preset, config=C.to_dict(spec.config()),
+                    seed=spec.seed, preset=spec.preset, config=T.to_dict(spec.config()),
                     run_dir=str((results / spec.run_id).resolve()),
                     overrides=spec.override_dict(), steps=spec.steps,
                 )
