@@ -36,7 +36,7 @@ from blast_core.agent import ActSpace, Agent
 from blast_core.behavior import frozen
 from blast_core.config import FAMILIES, LADDER_IDS, RUNG_IDS, Config, make_config
 from blast_core.errors import BlastError
-from blast_core.perf import plain_path
+from blast_core.perf import autocast, plain_path
 
 # The env whose sizes stand for each family, and its action space.
 FAMILY_ENVS: dict[str, tuple[str, ActSpace]] = {
@@ -172,7 +172,8 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
     flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
 
     def imagine() -> None:
-        with frozen(wm), torch.set_grad_enabled(behavior.grad != "reinforce"):
+        with frozen(wm), torch.set_grad_enabled(behavior.grad != "reinforce"), \
+                autocast(cfg.precision, device):
             wm.rssm.imagine(flat, lambda f: behavior.policy(f).sample(), cfg.imag_horizon)
 
     row: dict[str, Any] = {

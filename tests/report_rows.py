@@ -71,3 +71,7 @@ def write_rows(store, rows: pd.DataFrame, status: str = "done", steps: int | Non
         store.set_status(rid, status)
         store.append_metrics(rid, list(zip(g["step"], g["frames"], g["name"], g["value"],
                                            strict=True)))
+    # Every run is registered, so a report test never reads rows of a run the store lacks.
+    for experiment in set(rows["experiment"]):
+        stored = {r["id"] for r in store.runs(experiment)}
+        assert set(rows[rows["experiment"] == experiment]["run_id"]) <= stored
