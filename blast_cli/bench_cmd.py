@@ -41,7 +41,7 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
         torch.set_num_threads(threads)
     doc = bench_models(preset, family, rungs, device, reps, warmup, path, echo=typer.echo,
                        precision=precision, clock=clock)
-    typer.echo(f"({doc['device']}, torch {doc['torch']}, matmul peak "
+    typer.echo(f"({doc['device']}, torch {doc['torch']}, {precision}, fp32 matmul peak "
                f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, {clock} clock, median of {reps} after "
                f"{warmup} warm-up)")
     return doc
