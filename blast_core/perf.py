@@ -4,7 +4,8 @@ fp32 or bf16 autocast.
 The fast path computes the same functions as the plain path (only the order of floating-point
 sums changes, and random numbers are drawn in the same order), so every test of the agent holds
 for both. The plain path is kept as the readable reference: `tests/test_fast_path.py` compares
-losses and gradients of the two on a fixed batch, and `blast bench --plain` times it side by side.
+losses and gradients of the two on a fixed batch, and `blast bench --path both` times the two
+side by side.
 """
 
 from __future__ import annotations
