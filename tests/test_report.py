@@ -276,7 +276,8 @@ def test_mixed_presets_need_a_choice(tmp_path):
                           preset="cpu", run_id=lambda d: d["run_id"].str.replace("tiny", "cpu"))])
     with Store.open(db_url(results=tmp_path)) as store:
         write_rows(store, rows)
-        with pytest.raises(BlastError, match="mixes presets cpu, tiny: choose one with --preset"):
+        with pytest.raises(BlastError,
+                           match="mixes presets 'cpu', 'tiny': choose one with --preset"):
             build.build(3, store, build.ReportOptions())
         table = build.build(3, store, build.ReportOptions(preset="cpu")).table
     assert list(table[table["n"] > 0]["rung"]) == ["bn"]
@@ -294,7 +295,7 @@ def test_runs_made_with_other_settings_are_not_more_seeds(tmp_path):
             build.build(3, store, build.ReportOptions())
         tables = {s: build.build(3, store, build.ReportOptions(settings=s)).table
                   for s in ("", "steps=30000 rssm.stoch=8")}
-        with pytest.raises(BlastError, match="no runs made with steps=1"):
+        with pytest.raises(BlastError, match="no runs of settings 'steps=1'"):
             build.build(3, store, build.ReportOptions(settings="steps=1"))
     plain, other = (t[t["n"] > 0].iloc[0] for t in tables.values())
     assert plain["n"] == other["n"] == 2 and other["mean"] == pytest.approx(plain["mean"] + 100)

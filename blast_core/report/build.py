@@ -85,7 +85,7 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
     """The experiment's registered runs (any status) of one family, as a DataFrame.
 
     Raises a one-line BlastError when the experiment has no runs, no runs of the family, or mixes
-    presets without `--preset`.
+    presets or run settings without `--preset` / `--settings` choosing one.
     """
     runs = pd.DataFrame(source.runs(opts.experiment))
     runs = runs.rename(columns={"id": "run_id"})  # the store's runs table calls it `id`
@@ -96,29 +96,30 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
         if runs.empty:
             raise BlastError(f"experiment {opts.experiment!r} has no {FAMILY_NAMES[fam]} runs "
                              f"({fam}:* envs)")
-    if opts.preset is not None:
-        runs = runs[runs["preset"] == opts.preset]
-        if runs.empty:
-            raise BlastError(f"experiment {opts.experiment!r} has no runs of preset "
-                             f"{opts.preset!r}")
-    presets = sorted(set(runs["preset"]))
-    if len(presets) > 1:
-        raise BlastError(f"experiment {opts.experiment!r} mixes presets {', '.join(presets)}: "
-                         "choose one with --preset")
+    runs = _one_kind(runs, "preset", opts.preset, opts.experiment, "presets", "--preset")
     # Seeds of one cell are replicates only if they were made with the same settings: a run
     # with --steps or --set of its own is another experiment, not another seed.
     runs = runs.assign(settings=[settings_label(o, s) for o, s in
                                  zip(runs["overrides"], runs["steps"], strict=True)])
-    if opts.settings is not None:
-        runs = runs[runs["settings"] == opts.settings]
+    return _one_kind(runs, "settings", opts.settings, opts.experiment, "run settings",
+                     "--settings (the quoted text; '' for none)")
+
+
+def _one_kind(runs: pd.DataFrame, column: str, chosen: str | None, experiment: str,
+              what: str, option: str) -> pd.DataFrame:
+    """The runs whose `column` is `chosen` (all when None), which must then agree on it: a
+    report pools runs as seeds only when they were made alike."""
+    def label(value: str) -> str:
+        return repr(value) if value else "(none)"
+
+    if chosen is not None:
+        runs = runs[runs[column] == chosen]
         if runs.empty:
-            raise BlastError(f"experiment {opts.experiment!r} has no runs made with "
-                             f"{opts.settings or 'no --steps/--set'}")
-    variants = sorted(set(runs["settings"]))
-    if len(variants) > 1:
-        shown = ", ".join(repr(v) if v else "(none)" for v in variants)
-        raise BlastError(f"experiment {opts.experiment!r} mixes run settings {shown}: choose "
-                         "one with --settings (the quoted text; '' for none)")
+            raise BlastError(f"experiment {experiment!r} has no runs of {column} {label(chosen)}")
+    kinds = sorted(set(runs[column]))
+    if len(kinds) > 1:
+        raise BlastError(f"experiment {experiment!r} mixes {what} "
+                         f"{', '.join(map(label, kinds))}: choose one with {option}")
     return runs
 
 
