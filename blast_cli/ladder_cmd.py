@@ -65,8 +65,9 @@ Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name."
 
 
 def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: int,
-               workers: int | None, max_retries: int, stale_after: float, no_progress: bool,
-               executor: Executor = Executor.local, slurm: dict | None = None) -> Execution:
+               workers: int | None, threads: int | None, max_retries: int, stale_after: float,
+               no_progress: bool, executor: Executor = Executor.local,
+               slurm: dict | None = None) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
     from blast_core.slurm import SlurmOptions
 
@@ -76,8 +77,9 @@ def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: i
     if opts.time_min < 1 or opts.gpus_per_job < 0 or (opts.runs_per_job or 1) < 1:
         raise BlastError("--time-min and --runs-per-job must be >= 1, --gpus-per-job >= 0")
     root = results_root(results)
-    return Execution(root, db_url(db, root), placement(gpus, per_gpu, workers), max_retries,
-                     stale_after, executor.value, opts, live=False if no_progress else None)
+    place = placement(gpus, per_gpu, workers, threads)
+    return Execution(root, db_url(db, root), place, max_retries, stale_after, executor.value, opts,
+                     live=False if no_progress else None)
 
 
 def _finish(outcome: Outcome) -> None:
@@ -100,6 +102,7 @@ def run_ladder(
     gpus: Gpus = None,
     per_gpu: PerGpu = 1,
     workers: Workers = None,
+    threads: run_cmd.Threads = None,
     max_retries: MaxRetries = 1,
     executor: ExecutorOpt = Executor.local,
     partition: Partition = None,
@@ -113,10 +116,10 @@ def run_ladder(
     """Run the grid env x rung x seed; done runs are skipped, unfinished ones resumed."""
     if seeds < 1:
         raise BlastError(f"--seeds must be >= 1, got {seeds}")
-    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, stale_after, no_progress,
-                    executor, dict(partition=partition, time_min=time_min,
-                                   gpus_per_job=gpus_per_job, runs_per_job=runs_per_job,
-                                   wait=wait))
+    slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
+                 runs_per_job=runs_per_job, wait=wait)
+    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
+                    no_progress, executor, slurm)
     names = [r.strip() for r in rungs.split(",") if r.strip()]
     specs = grid(env, names, range(seeds), preset, experiment, steps, list(set_ or []))
     _finish(run_grid(specs, ex))
@@ -132,6 +135,7 @@ def run_recipe(
     gpus: Gpus = None,
     per_gpu: PerGpu = 1,
     workers: Workers = None,
+    threads: run_cmd.Threads = None,
     max_retries: MaxRetries = 1,
     executor: ExecutorOpt = Executor.local,
     partition: Partition = None,
@@ -143,10 +147,10 @@ def run_recipe(
     no_progress: NoProgress = False,
 ) -> None:
     """Run every run a recipe names (checked in full before anything is written)."""
-    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, stale_after, no_progress,
-                    executor, dict(partition=partition, time_min=time_min,
-                                   gpus_per_job=gpus_per_job, runs_per_job=runs_per_job,
-                                   wait=wait))
+    slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
+                 runs_per_job=runs_per_job, wait=wait)
+    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
+                    no_progress, executor, slurm)
     loaded = recipes.load(recipe)
     specs = recipes.specs(loaded, experiment)
     _finish(run_grid(specs, ex, recipe=loaded.text))
@@ -183,7 +187,8 @@ def resume(
         return
     if not (all_ or experiment):
         raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
-    ex = _execution(results, db, gpus, per_gpu, workers, max_retries, stale_after, no_progress)
+    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
+                    no_progress)
     _finish(resume_all(ex, experiment))
 
 

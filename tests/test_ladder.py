@@ -32,7 +32,16 @@ from ladder_helpers import (
 from sqlalchemy import update
 
 from blast_core import recipes
-from blast_core.scheduling import Job, Placement, Scheduler, mark_crashed, plan_slots, slot_env
+from blast_core.errors import BlastError
+from blast_core.scheduling import (
+    Job,
+    Placement,
+    Scheduler,
+    mark_crashed,
+    placement,
+    plan_slots,
+    slot_env,
+)
 from blast_core.scheduling.jobs import grid, plan
 from blast_core.store import Store
 from blast_core.store.models import Run
@@ -62,6 +71,11 @@ def test_slots_pack_k_runs_per_gpu_and_split_the_cores() -> None:
     cpu = plan_slots(Placement(workers=3), cpus=2)
     assert [(s.gpu, s.threads, s.device) for s in cpu] == [(None, 1, "cpu")] * 3
     assert slot_env(cpu[0], base={})["CUDA_VISIBLE_DEVICES"] == ""
+    # --threads overrides the even split: a machine shared with other work.
+    assert {s.threads for s in plan_slots(placement(None, 1, 1, threads=1), cpus=16)} == {1}
+    assert {s.threads for s in plan_slots(placement(None, 1, 1), cpus=16)} == {16}
+    with pytest.raises(BlastError, match="--threads must be >= 1, got 0"):
+        placement(None, 1, 2, threads=0)
 
 
 # A stand-in for `blast run` that records what its process received, then ends its run as done.

@@ -14,7 +14,7 @@ from blast_core.errors import BlastError
 
 
 class PlacementError(BlastError):
-    """Bad --gpus, --per-gpu or --workers."""
+    """Bad --gpus, --per-gpu, --workers or --threads."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Placement:
     """Runs packed on each GPU at once."""
     workers: int = 1
     """Concurrent CPU runs when there are no GPUs."""
+    threads: int | None = None
+    """Torch CPU threads per run; None splits the machine's cores evenly among the slots (set it
+    lower when other work shares the machine: oversubscribed OpenMP threads spin)."""
 
     @property
     def size(self) -> int:
@@ -63,7 +66,8 @@ def parse_gpus(text: str | None) -> tuple[int, ...]:
     return gpus
 
 
-def placement(gpus: str | None, per_gpu: int, workers: int | None) -> Placement:
+def placement(gpus: str | None, per_gpu: int, workers: int | None,
+              threads: int | None = None) -> Placement:
     """Validate the scheduling options into a Placement (a one-line error on bad input)."""
     parsed = parse_gpus(gpus)
     if per_gpu < 1:
@@ -72,13 +76,15 @@ def placement(gpus: str | None, per_gpu: int, workers: int | None) -> Placement:
         raise PlacementError(f"--workers must be >= 1, got {workers}")
     if parsed and workers is not None:
         raise PlacementError("--workers is for CPU runs; with --gpus use --per-gpu")
-    return Placement(parsed, per_gpu, workers or 1)
+    if threads is not None and threads < 1:
+        raise PlacementError(f"--threads must be >= 1, got {threads}")
+    return Placement(parsed, per_gpu, workers or 1, threads)
 
 
 def plan_slots(place: Placement, cpus: int | None = None) -> list[Slot]:
     """The slots of a placement; GPUs are interleaved so that the first runs spread over GPUs."""
     cpus = cpus or os.cpu_count() or 1
-    threads = max(1, cpus // place.size)
+    threads = place.threads or max(1, cpus // place.size)
     if not place.gpus:
         return [Slot(i, None, threads) for i in range(place.workers)]
     order = [g for _ in range(place.per_gpu) for g in place.gpus]
