@@ -2,7 +2,8 @@
 
 A slot is one place a run can hold. Each run's process gets its slot's environment: GPU runs see
 exactly one GPU (CUDA_VISIBLE_DEVICES, so `--device cuda:0` inside) and render MuJoCo on it
-(MUJOCO_EGL_DEVICE_ID); CPU workers see no GPU. The machine's cores are split evenly among slots.
+(MUJOCO_EGL_DEVICE_ID); CPU workers see no GPU. The machine's cores are split evenly among slots
+unless `--threads` sets each run's count.
 """
 
 from __future__ import annotations
