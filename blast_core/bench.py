@@ -36,7 +36,7 @@ from blast_core.agent import ActSpace, Agent
 from blast_core.behavior import frozen
 from blast_core.config import FAMILIES, LADDER_IDS, RUNG_IDS, Config, make_config
 from blast_core.errors import BlastError
-from blast_core.perf import autocast, plain_path
+from blast_core.perf import autocast, keep_freed_memory, plain_path
 
 # The env whose sizes stand for each family, and its action space.
 FAMILY_ENVS: dict[str, tuple[str, ActSpace]] = {
@@ -217,6 +217,7 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
         raise BlastError("--clock cpu times CPU work; use it with --device cpu")
     global _clock
     _clock = CLOCKS[clock]
+    keep_freed_memory()  # as training runs do (blast_core.runs.configure_torch)
     peak = matmul_peak(dev)
     echo(format_header())
     doc: dict[str, Any] = {

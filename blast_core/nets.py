@@ -144,7 +144,12 @@ class Decoder(nn.Module):
         x = self.linear(feat).reshape(-1, self.depth)
         if fast_path():
             x = self._first_as_matmul(x)
-            x = self.net[1:](x.contiguous(memory_format=torch.channels_last))
+            x = self.net[1:-1](x.contiguous(memory_format=torch.channels_last))
+            last = self.net[-1]
+            if torch.is_autocast_enabled(x.device.type):
+                x = last(x)
+            else:
+                x = _SubPixelConvT.apply(x, last.weight, last.bias)
         else:
             x = self.net(x.reshape(-1, self.depth, 1, 1))
         return x.reshape(*lead, *x.shape[1:]).float()  # the image NLL in fp32 under autocast
@@ -157,6 +162,38 @@ class Decoder(nn.Module):
         _, out, kh, kw = conv.weight.shape
         bias = conv.bias.repeat_interleave(kh * kw)
         return F.linear(x, conv.weight.flatten(1).T, bias).view(-1, out, kh, kw)
+
+
+class _SubPixelConvT(torch.autograd.Function):
+    """A stride-2 transposed convolution whose forward runs as a regular convolution and a pixel
+    shuffle; its backward is torch's own transposed-convolution backward.
+
+    Output pixel (2i + p, 2j + q) reads only the kernel taps of parity (p, q):
+        out[2i+p] = sum_u x_pad[i + u] W[2(T-1-u) + p],   T = ceil(k / 2), x padded by T-1,
+    so one convolution with 4·C_out channels (one per parity, kernels flipped and subsampled;
+    an odd k gets a zero tap) followed by pixel_shuffle(2) gives every output pixel with the same
+    products. For the decoder's last layer (48 -> 3 channels, 30x30 -> 64x64) oneDNN's
+    transposed convolution runs at ~17 GFLOP/s on one core, this forward ~2.4x faster; for the
+    wider layers it is not faster, so only the last layer uses it (docs/benchmarks.md)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(x, weight)
+        cin, cout, k, _ = weight.shape
+        taps = (k + 1) // 2
+        w = F.pad(weight, (0, 2 * taps - k, 0, 2 * taps - k))
+        w = w.view(cin, cout, taps, 2, taps, 2).flip(2, 4)      # [c, o, u, p, v, q]
+        w = w.permute(1, 3, 5, 0, 2, 4).reshape(4 * cout, cin, taps, taps)
+        y = F.pixel_shuffle(F.conv2d(x, w, bias.repeat_interleave(4), padding=taps - 1), 2)
+        size = [(n - 1) * 2 + k for n in x.shape[-2:]]
+        return y[..., :size[0], :size[1]]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        return torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[1]], [2, 2], [0, 0], [1, 1], True, [0, 0], 1,
+            list(ctx.needs_input_grad))
 
 
 def elu_dense(inp: int, out: int, norm: str = "none") -> nn.Sequential:

@@ -34,6 +34,7 @@ import yaml
 from blast_core import config as C
 from blast_core import config_tree as T
 from blast_core.errors import BlastError
+from blast_core.perf import keep_freed_memory
 from blast_core.train import (
     Diverged,
     Interrupted,
@@ -238,7 +239,9 @@ def check_device(device: str) -> str:
 
 def configure_torch(threads: int | None, deterministic: bool, device: str) -> None:
     """Threads, and with `deterministic` one thread and torch's deterministic algorithms (the
-    same seed then gives the same losses and weights, resumed or not; CPU is bit-exact)."""
+    same seed then gives the same losses and weights, resumed or not; CPU is bit-exact). Freed
+    tensor memory is kept for reuse (`perf.keep_freed_memory`)."""
+    keep_freed_memory()
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call
         torch.use_deterministic_algorithms(True)

@@ -18,8 +18,6 @@ from tests.agent_helpers import make_batch
 torch.set_num_threads(1)
 MINIGRID = ("minigrid:unmodified", ActSpace(True, 3))
 DMC = ("dmc:walker_run", ActSpace(False, 6))
-# Gradients here are O(1..20); a conv bias under BatchNorm has a true gradient of 0, so its
-# computed value is rounding noise of that order: an absolute tolerance, not a relative one.
 CLOSE = {"rtol": 1e-4, "atol": 1e-4}
 
 
@@ -46,12 +44,21 @@ def test_fast_update_has_the_plain_losses_and_gradients(rung, env):
         assert fast_metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
     # Each parameter's gradient of this update is still in .grad after the optimiser step.
     named = dict(fast.named_parameters())
+    # A gradient is a sum over the whole batch: its rounding error scales with the size of the
+    # terms, which the layer's largest gradient entry bounds, not with each entry's own size
+    # (a conv bias under BatchNorm has a true gradient of 0 and a computed one of pure noise).
+    scale: dict[str, float] = {}
+    for name, p in plain.named_parameters():
+        if p.grad is not None:
+            layer = name.rsplit(".", 1)[0]
+            scale[layer] = max(scale.get(layer, 1.0), float(p.grad.abs().max()))
     compared = 0
     for name, p in plain.named_parameters():
         if p.grad is None:
             assert named[name].grad is None, name
             continue
-        torch.testing.assert_close(named[name].grad, p.grad, **CLOSE, msg=name)
+        atol = 1e-4 * scale[name.rsplit(".", 1)[0]]
+        torch.testing.assert_close(named[name].grad, p.grad, rtol=1e-4, atol=atol, msg=name)
         compared += 1
     assert compared > 20
 
@@ -140,3 +147,34 @@ def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message)
     assert run.stderr.strip() == f"error: {run.stderr.strip()[7:]}"
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kernel", [5, 6])
+def test_subpixel_transposed_conv_matches_torch(kernel):
+    from blast_core.nets import _SubPixelConvT
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 7, 7, requires_grad=True)
+    weight = torch.randn(6, 3, kernel, kernel, requires_grad=True)
+    bias = torch.randn(3, requires_grad=True)
+    outs = []
+    for fn in (lambda: torch.nn.functional.conv_transpose2d(x, weight, bias, stride=2),
+               lambda: _SubPixelConvT.apply(x, weight, bias)):
+        y = fn()
+        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+        outs.append([y.detach(), *(t.grad.clone() for t in (x, weight, bias))])
+        for t in (x, weight, bias):
+            t.grad = None
+    assert outs[0][0].shape == (4, 3, 12 + kernel, 12 + kernel)
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(b, a, **CLOSE)
+
+
+def test_freed_memory_is_kept_on_glibc_unless_turned_off(monkeypatch):
+    from blast_core.perf import keep_freed_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory() is True
+    monkeypatch.setenv("BLAST_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False
