@@ -50,8 +50,9 @@ class ActorCritic(nn.Module):
         self.grad = a.grad if a.grad != "auto" else (
             "reinforce" if act_space.discrete else "dynamics")
         out = act_space.size if self.dist == "onehot" else 2 * act_space.size
-        self.actor = MLP(cfg.rssm.feat, out, a.layers, a.units)
-        self.critic = MLP(cfg.rssm.feat, 1, cfg.critic.layers, cfg.critic.units)
+        onehot = (cfg.rssm.stoch, cfg.rssm.discrete)
+        self.actor = MLP(cfg.rssm.feat, out, a.layers, a.units, onehot)
+        self.critic = MLP(cfg.rssm.feat, 1, cfg.critic.layers, cfg.critic.units, onehot)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.actor_opt = Optimizer("actor", self.actor.parameters(), cfg.actor_opt)

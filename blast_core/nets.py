@@ -44,18 +44,65 @@ class BatchNorm2d(nn.BatchNorm2d):
 
 
 class MLP(nn.Module):
-    """`layers` x (Dense, ELU) and a linear output of size `out` (the heads, actor and critic)."""
+    """`layers` x (Dense, ELU) and a linear output of size `out` (the heads, actor and critic).
 
-    def __init__(self, inp: int, out: int, layers: int, units: int):
+    `onehot=(stoch, discrete)` says the input is feat = [z, h], whose first stoch·discrete
+    columns are z's one-hot groups: the fast path then runs the first layer as `onehot_linear`."""
+
+    def __init__(self, inp: int, out: int, layers: int, units: int,
+                 onehot: tuple[int, int] | None = None):
         super().__init__()
         mods: list[nn.Module] = []
         for i in range(layers):
             mods += [nn.Linear(inp if i == 0 else units, units), nn.ELU()]
         mods.append(nn.Linear(units if layers else inp, out))
         self.net = init_(nn.Sequential(*mods))
+        self.onehot = onehot
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).float()  # fp32 outputs under bf16 autocast: losses and distributions
+        if self.onehot and fast_path() and not torch.is_autocast_enabled(x.device.type):
+            x = self.net[1:](onehot_linear(x, self.net[0], *self.onehot))
+        else:
+            x = self.net(x)
+        return x.float()  # fp32 outputs under bf16 autocast: losses and distributions
+
+
+class _InputGrad(torch.autograd.Function):
+    """The identity on `out`; backward also gives `z` the gradient a dense layer `out = W z`
+    passes to its input, grad @ W (the straight-through gradient of a one-hot z)."""
+
+    @staticmethod
+    def forward(ctx, out: Tensor, z: Tensor, weight: Tensor) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(weight)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+        (weight,) = ctx.saved_tensors
+        return grad, grad @ weight if ctx.needs_input_grad[1] else None, None
+
+
+def onehot_linear(x: Tensor, layer: nn.Linear, groups: int, classes: int) -> Tensor:
+    """`layer(x)` for an x whose first groups·classes columns hold at most one nonzero per group
+    of `classes` (z of feat = [z, h]: one-hot samples, or zeros where a state was reset).
+
+    z's part of the product is then a sum of `groups` weight columns, each scaled by its entry:
+    an embedding-bag lookup instead of a matmul over all groups·classes columns (16 columns
+    instead of 1024 at the MiniGrid size, where z is 63% of feat), and the weight's gradient
+    is a scatter of as many rows. The same products as the matmul, summed in another order.
+    z's own gradient, where it needs one (dynamics backpropagation), is the matmul's."""
+    n = groups * classes
+    lead, x = x.shape[:-1], x.reshape(-1, x.shape[-1])
+    z = x[:, :n]
+    index = z.detach().reshape(-1, groups, classes).argmax(-1)
+    value = z.detach().reshape(-1, groups, classes).gather(-1, index[..., None]).squeeze(-1)
+    index = index + torch.arange(0, n, classes, device=x.device)
+    w_z = layer.weight[:, :n]
+    out = F.embedding_bag(index, w_z.t().contiguous(), per_sample_weights=value, mode="sum")
+    out = out + F.linear(x[:, n:], layer.weight[:, n:], layer.bias)
+    if z.requires_grad and torch.is_grad_enabled():
+        out = _InputGrad.apply(out, z, w_z.detach())
+    return out.reshape(*lead, -1)
 
 
 class LayerNormGRU(nn.Module):

@@ -37,9 +37,10 @@ class WorldModel(nn.Module):
             self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.rssm = RSSM(cfg.rssm, self.encoder.out, actions)
         feat, heads = cfg.rssm.feat, cfg.heads
-        self.heads = nn.ModuleDict({"reward": MLP(feat, 1, heads.layers, heads.units)})
+        onehot = (cfg.rssm.stoch, cfg.rssm.discrete)
+        self.heads = nn.ModuleDict({"reward": MLP(feat, 1, heads.layers, heads.units, onehot)})
         if cfg.pred_discount:
-            self.heads["discount"] = MLP(feat, 1, heads.layers, heads.units)
+            self.heads["discount"] = MLP(feat, 1, heads.layers, heads.units, onehot)
         self.decoder = Decoder(cfg.decoder, feat)
         self.probe = "decoder" not in cfg.grad_heads
         model = [*self.encoder.parameters(), *self.rssm.parameters(), *self.heads.parameters()]

@@ -176,3 +176,28 @@ def test_freed_memory_is_kept_on_glibc_unless_turned_off(monkeypatch):
     assert keep_freed_memory() is sys.platform.startswith("linux")  # glibc's mallopt
     monkeypatch.setenv("BLAST_KEEP_FREED_MEMORY", "0")
     assert keep_freed_memory() is False
+
+
+@pytest.mark.parametrize("needs_z_grad", [False, True], ids=["no_z_grad", "z_grad"])
+def test_onehot_linear_is_the_dense_layer_on_feat(needs_z_grad):
+    from blast_core.dists import OneHot
+    from blast_core.nets import onehot_linear
+
+    torch.manual_seed(0)
+    groups, classes, deter = 4, 5, 3
+    layer = torch.nn.Linear(groups * classes + deter, 6)
+    logits = torch.randn(2, 7, groups, classes, requires_grad=needs_z_grad)
+    z = OneHot(logits, dims=1).sample()              # straight-through: values (1 + p) - p
+    z = z * (torch.arange(7) != 3).float()[None, :, None, None]  # a reset state: z = 0
+    h = torch.randn(2, 7, deter, requires_grad=True)
+    feat = torch.cat([z.flatten(-2), h], -1)
+    outs = []
+    for fn in (layer, lambda x: onehot_linear(x, layer, groups, classes)):
+        y = fn(feat)
+        grads = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(),
+                                    [layer.weight, layer.bias, h]
+                                    + ([logits] if needs_z_grad else []), retain_graph=True)
+        outs.append([y, *grads])
+    assert outs[0][0].shape == (2, 7, 6)
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(b, a, **CLOSE)
