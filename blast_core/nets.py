@@ -170,10 +170,12 @@ class Decoder(nn.Module):
     """Dense to 32·depth, then stride-2 transposed convolutions 1 -> 5 -> 13 -> 30 -> 64 with ELU
     between them; the output is the mean of a unit-variance Normal over all pixels."""
 
-    def __init__(self, cfg: DecoderConfig, feat: int, channels: int = 3):
+    def __init__(self, cfg: DecoderConfig, feat: int, channels: int = 3,
+                 onehot: tuple[int, int] | None = None):
         super().__init__()
         self.depth = 32 * cfg.depth
         self.linear = dense(feat, self.depth)
+        self.onehot = onehot  # as in MLP: feat's first columns are z's one-hot groups
         mods: list[nn.Module] = []
         inp = self.depth
         n = len(cfg.kernels)
@@ -188,17 +190,16 @@ class Decoder(nn.Module):
 
     def forward(self, feat: Tensor) -> Tensor:
         lead = feat.shape[:-1]
-        x = self.linear(feat).reshape(-1, self.depth)
         if fast_path():
-            x = self._first_as_matmul(x)
+            fp32 = not torch.is_autocast_enabled(feat.device.type)
+            x = onehot_linear(feat, self.linear, *self.onehot) if self.onehot and fp32 \
+                else self.linear(feat)
+            x = self._first_as_matmul(x.reshape(-1, self.depth))
             x = self.net[1:-1](x.contiguous(memory_format=torch.channels_last))
             last = self.net[-1]
-            if torch.is_autocast_enabled(x.device.type):
-                x = last(x)
-            else:
-                x = _SubPixelConvT.apply(x, last.weight, last.bias)
+            x = _SubPixelConvT.apply(x, last.weight, last.bias) if fp32 else last(x)
         else:
-            x = self.net(x.reshape(-1, self.depth, 1, 1))
+            x = self.net(self.linear(feat).reshape(-1, self.depth, 1, 1))
         return x.reshape(*lead, *x.shape[1:]).float()  # the image NLL in fp32 under autocast
 
     def _first_as_matmul(self, x: Tensor) -> Tensor:

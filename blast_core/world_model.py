@@ -41,7 +41,7 @@ class WorldModel(nn.Module):
         self.heads = nn.ModuleDict({"reward": MLP(feat, 1, heads.layers, heads.units, onehot)})
         if cfg.pred_discount:
             self.heads["discount"] = MLP(feat, 1, heads.layers, heads.units, onehot)
-        self.decoder = Decoder(cfg.decoder, feat)
+        self.decoder = Decoder(cfg.decoder, feat, onehot=onehot)
         self.probe = "decoder" not in cfg.grad_heads
         model = [*self.encoder.parameters(), *self.rssm.parameters(), *self.heads.parameters()]
         if not self.probe:
