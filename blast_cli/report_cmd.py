@@ -68,6 +68,11 @@ def report(
         typer.Option("--settings", help="Only runs made with these --steps/--set settings, as "
                      "the error lists them, e.g. 'steps=30000 rssm.stoch=8' ('' for none)."),
     ] = None,
+    rung: Annotated[
+        list[str] | None,
+        typer.Option("--rung", "-r", help="Only this rung (repeatable, in drawing order; "
+                     "default: the whole ladder)."),
+    ] = None,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap replications.")] = 2000,
     results: Results = None,
     db: Db = None,
@@ -76,7 +81,8 @@ def report(
     if (figure is None) == (not stats):
         raise BlastError("give exactly one of --figure N or --stats")
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
-                               preset=preset, settings=settings, reps=reps)
+                               preset=preset, settings=settings, reps=reps,
+                               rungs=tuple(rung) if rung else None)
     number = int(figure.value) if figure is not None else None
     if number == 2:  # the environments themselves: no database needed
         made = build.build(number, None, opts)

@@ -303,6 +303,32 @@ def test_runs_made_with_other_settings_are_not_more_seeds(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_rung_filter_lays_out_only_the_rungs_asked_for(tmp_path):
+    rows = ladder_rows(envs=VARIANTS[:2], rungs=["dv2", "bn", "ar_prior"], seeds=2)
+    with Store.open(db_url(results=tmp_path)) as store:
+        write_rows(store, rows)
+        whole = build.build(3, store, build.ReportOptions())
+        opts = build.ReportOptions(rungs=("ar_prior", "dv2"))
+        bars3, curves6 = build.build(3, store, opts), build.build(6, store, opts)
+        with pytest.raises(BlastError, match="unknown rung 'ar'; valid: dv2, "):
+            build.build(3, store, build.ReportOptions(rungs=("ar",)))
+        with pytest.raises(BlastError, match="has no runs of rung target"):
+            build.build(3, store, build.ReportOptions(rungs=("target",)))
+    # The whole ladder lays out six rungs per env, three of them n/a; the filter only the two.
+    assert len(whole.table) == 2 * 6 and (whole.table["n"] == 0).sum() == 2 * 3
+    assert list(bars3.table["rung"]) == ["ar_prior", "dv2"] * 2
+    assert (bars3.table["n"] == 2).all()
+    (ax,) = bars3.figure.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["+AR", "DV2"]
+    assert set(curves6.table["rung"]) == {"ar_prior", "dv2"}
+    fig = curves6.figure
+    legends = fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
+    assert [[t.get_text() for t in g.get_texts()] for g in legends] == [["+AR", "DV2"]]
+    assert not any("no data" in t.get_text() for a in curves6.figure.axes for t in a.texts)
+    proc = blast("report", "--figure", "3", "--results", str(tmp_path), "--rung", "bn")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_the_same_reports_from_postgresql_as_from_sqlite(pg_url, tmp_path):
     rows = ladder_rows(seeds=2, skip=(("minigrid:smaller_agent", "bn"),))
     tables = {}

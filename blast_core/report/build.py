@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sqlalchemy.engine import make_url
 
-from blast_core.config import LADDER_IDS
+from blast_core.config import LADDER_IDS, RUNG_IDS
 from blast_core.errors import BlastError
 from blast_core.report import figures, frames, gather, stats
 from blast_core.store import Store
@@ -55,6 +55,13 @@ class ReportOptions:
     none); needed when an experiment holds runs of one cell that differ in them."""
     reps: int = 2000
     """Bootstrap replications of the statistics."""
+    rungs: tuple[str, ...] | None = None
+    """Only these rungs, in this order (None: the whole ladder): a figure of a subset
+    experiment then shows and lists just the rungs that were run."""
+
+    def ladder(self) -> tuple[str, ...]:
+        """The rungs a ladder figure lays out."""
+        return self.rungs or LADDER_IDS
 
 
 @dataclass
@@ -96,6 +103,14 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
         if runs.empty:
             raise BlastError(f"experiment {opts.experiment!r} has no {FAMILY_NAMES[fam]} runs "
                              f"({fam}:* envs)")
+    if opts.rungs:
+        unknown = [r for r in opts.rungs if r not in RUNG_IDS]
+        if unknown:
+            raise BlastError(f"unknown rung {unknown[0]!r}; valid: {', '.join(RUNG_IDS)}")
+        runs = runs[runs["rung"].isin(opts.rungs)]
+        if runs.empty:
+            raise BlastError(f"experiment {opts.experiment!r} has no runs of rung "
+                             f"{', '.join(opts.rungs)}")
     runs = _one_kind(runs, "preset", opts.preset, opts.experiment, "presets", "--preset")
     # Seeds of one cell are replicates only if they were made with the same settings: a run
     # with --steps or --set of its own is another experiment, not another seed.
@@ -164,7 +179,7 @@ def ladder_bars(source: RunSource, opts: ReportOptions, fam: str, number: int) -
     runs = load_runs(source, opts, fam)
     metrics = load_metrics(source, runs, [opts.metric])
     final = frames.final_scores(metrics, opts.metric, opts.last)
-    grid = frames.cells(frames.order_envs(runs["env"]), LADDER_IDS)
+    grid = frames.cells(frames.order_envs(runs["env"]), opts.ladder())
     summary = frames.summarize_final(final, grid)
     rule = frames.final_rule_text(opts.last)
     fig, table = figures.bar_figure(
@@ -200,14 +215,14 @@ def latent_only_bars(source: RunSource, opts: ReportOptions) -> Report:
 def learning_curves(source: RunSource, opts: ReportOptions, fam: str, number: int) -> Report:
     """Figures 6 (MiniGrid) and 7 (DMC): evaluation score against env frames per task."""
     runs = load_runs(source, opts, fam)
-    runs = runs[runs["rung"].isin(LADDER_IDS)]
+    runs = runs[runs["rung"].isin(opts.ladder())]
     metrics = load_metrics(source, runs, [opts.metric])
     width = opts.bin if opts.bin is not None else frames.auto_bin_width(metrics, opts.metric)
     curves = frames.bin_curves(metrics, opts.metric, width)
     rule = frames.bin_rule_text(width)
     envs = frames.order_envs(runs["env"])
     fig, table = figures.curve_figure(
-        curves, envs, LADDER_IDS, title=f"Figure {number}: {FAMILY_NAMES[fam]} training curves "
+        curves, envs, opts.ladder(), title=f"Figure {number}: {FAMILY_NAMES[fam]} training curves "
         f"({opts.metric})", ylabel=_ylabel(fam, opts.metric), caption=f"{opts.experiment}: {rule}",
     )
     return Report(f"figure{number}", fig, table, [rule, *_no_rows_note(metrics, opts.metric)])
