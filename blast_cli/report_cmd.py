@@ -45,6 +45,15 @@ def _stats_table(table) -> Table:
     return out
 
 
+def _rung_list(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(r.strip() for r in text.split(",") if r.strip())
+    if not names:
+        raise BlastError("--rungs names no rung")
+    return names
+
+
 def report(
     figure: Annotated[FigureId | None, typer.Option("--figure", "-f", help=FIGURE_HELP)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="IQM + P(improvement) per rung.")] = False,
@@ -68,10 +77,10 @@ def report(
         typer.Option("--settings", help="Only runs made with these --steps/--set settings, as "
                      "the error lists them, e.g. 'steps=30000 rssm.stoch=8' ('' for none)."),
     ] = None,
-    rung: Annotated[
-        list[str] | None,
-        typer.Option("--rung", "-r", help="Only this rung (repeatable, in drawing order; "
-                     "default: the whole ladder)."),
+    rungs: Annotated[
+        str | None,
+        typer.Option("--rungs", help="Only these comma-separated rungs, in drawing order, as "
+                     "run-ladder takes them (default: the whole ladder)."),
     ] = None,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap replications.")] = 2000,
     results: Results = None,
@@ -82,7 +91,7 @@ def report(
         raise BlastError("give exactly one of --figure N or --stats")
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
                                preset=preset, settings=settings, reps=reps,
-                               rungs=tuple(rung) if rung else None)
+                               rungs=_rung_list(rungs))
     number = int(figure.value) if figure is not None else None
     if number == 2:  # the environments themselves: no database needed
         made = build.build(number, None, opts)

@@ -325,7 +325,7 @@ def test_rung_filter_lays_out_only_the_rungs_asked_for(tmp_path):
     legends = fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
     assert [[t.get_text() for t in g.get_texts()] for g in legends] == [["+AR", "DV2"]]
     assert not any("no data" in t.get_text() for a in curves6.figure.axes for t in a.texts)
-    proc = blast("report", "--figure", "3", "--results", str(tmp_path), "--rung", "bn")
+    proc = blast("report", "--figure", "3", "--results", str(tmp_path), "--rungs", "bn")
     assert proc.returncode == 0, proc.stderr
 
 
