@@ -60,7 +60,7 @@ class MLP(nn.Module):
         self.onehot = onehot
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.onehot and fast_path() and not torch.is_autocast_enabled(x.device.type):
+        if self.onehot and gather_ok(x):
             x = self.net[1:](onehot_linear(x, self.net[0], *self.onehot))
         else:
             x = self.net(x)
@@ -80,6 +80,14 @@ class _InputGrad(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
         (weight,) = ctx.saved_tensors
         return grad, grad @ weight if ctx.needs_input_grad[1] else None, None
+
+
+def gather_ok(x: Tensor) -> bool:
+    """Whether a layer reading x may run as `onehot_linear`: on the fast path, in fp32 (under
+    autocast the layer stays torch's own), and not on CUDA under deterministic algorithms
+    (embedding_bag's CUDA backward adds atomically)."""
+    return fast_path() and not torch.is_autocast_enabled(x.device.type) and not (
+        x.is_cuda and torch.are_deterministic_algorithms_enabled())
 
 
 def onehot_linear(x: Tensor, layer: nn.Linear, groups: int, classes: int) -> Tensor:
@@ -192,8 +200,8 @@ class Decoder(nn.Module):
         lead = feat.shape[:-1]
         if fast_path():
             fp32 = not torch.is_autocast_enabled(feat.device.type)
-            x = onehot_linear(feat, self.linear, *self.onehot) if self.onehot and fp32 \
-                else self.linear(feat)
+            x = onehot_linear(feat, self.linear, *self.onehot) \
+                if self.onehot and gather_ok(feat) else self.linear(feat)
             x = self._first_as_matmul(x.reshape(-1, self.depth))
             x = self.net[1:-1](x.contiguous(memory_format=torch.channels_last))
             last = self.net[-1]

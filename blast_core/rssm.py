@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from blast_core.config import RSSMConfig
 from blast_core.dists import OneHot
-from blast_core.nets import LayerNormGRU, dense, elu_dense, onehot_linear
+from blast_core.nets import LayerNormGRU, dense, elu_dense, gather_ok, onehot_linear
 from blast_core.perf import fast_path
 
 State = dict[str, Tensor]
@@ -70,7 +70,7 @@ class RSSM(nn.Module):
     def deter_step(self, prev: State, action: Tensor) -> Tensor:
         stoch = prev["stoch"].reshape(*prev["stoch"].shape[:-2], -1)
         x = torch.cat([stoch, action], -1)
-        if fast_path() and not torch.is_autocast_enabled(x.device.type):
+        if gather_ok(x):
             x = self.deter_in[1:](onehot_linear(x, self.deter_in[0], self.cfg.stoch,
                                                 self.cfg.discrete))
         else:
