@@ -201,3 +201,14 @@ def test_onehot_linear_is_the_dense_layer_on_feat(needs_z_grad):
     assert outs[0][0].shape == (2, 7, 6)
     for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(b, a, **CLOSE)
+
+
+def test_onehot_gathers_only_on_the_fast_fp32_path():
+    from blast_core.nets import gather_ok
+
+    x = torch.zeros(2, 3)
+    assert gather_ok(x)
+    with plain_path():
+        assert not gather_ok(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not gather_ok(x)
