@@ -105,7 +105,7 @@ def bench(
         Path | None, typer.Option(help="An earlier --json file: print the ratios against it.")
     ] = None,
     reps: Annotated[int, typer.Option(help="Timed repetitions (the median is reported).")] = 3,
-    warmup: Annotated[int, typer.Option(help="Untimed repetitions before them.")] = 1,
+    warmup: Annotated[int, typer.Option(help="Untimed repetitions before them.")] = 2,
     path: Annotated[
         str, typer.Option(help="fast (the default update), plain (its reference) or both.")
     ] = "fast",

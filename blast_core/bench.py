@@ -191,7 +191,7 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
 
 def bench_models(preset: str = "paper", family: str = "minigrid",
                  rungs: Sequence[str] | None = None, device: str | None = None,
-                 reps: int = 3, warmup: int = 1, path: str = "fast",
+                 reps: int = 3, warmup: int = 2, path: str = "fast",
                  echo: Callable[[str], None] = print, precision: str = "fp32",
                  clock: str = "wall") -> dict[str, Any]:
     """Benchmark each rung on `path` (fast, plain, or both side by side, plain first) and return
