@@ -102,8 +102,9 @@ def onehot_linear(x: Tensor, layer: nn.Linear, groups: int, classes: int) -> Ten
     n = groups * classes
     lead, x = x.shape[:-1], x.reshape(-1, x.shape[-1])
     z = x[:, :n]
-    index = z.detach().reshape(-1, groups, classes).argmax(-1)
-    value = z.detach().reshape(-1, groups, classes).gather(-1, index[..., None]).squeeze(-1)
+    grouped = z.detach().reshape(-1, groups, classes)
+    index = grouped.argmax(-1)
+    value = grouped.gather(-1, index[..., None]).squeeze(-1)  # 1 (or 0 for a reset state)
     index = index + torch.arange(0, n, classes, device=x.device)
     w_z = layer.weight[:, :n]
     out = F.embedding_bag(index, w_z.t().contiguous(), per_sample_weights=value, mode="sum")
