@@ -203,7 +203,7 @@ def test_onehot_linear_is_the_dense_layer_on_feat(needs_z_grad):
         torch.testing.assert_close(b, a, **CLOSE)
 
 
-def test_onehot_gathers_only_on_the_fast_fp32_path():
+def test_onehot_gathers_only_on_the_fast_fp32_cpu_path():
     from blast_core.nets import gather_ok
 
     x = torch.zeros(2, 3)
@@ -212,3 +212,4 @@ def test_onehot_gathers_only_on_the_fast_fp32_path():
         assert not gather_ok(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not gather_ok(x)
+    assert not gather_ok(torch.zeros(2, 3, device="meta"))  # any device but the CPU
