@@ -61,6 +61,14 @@ class DecoderConfig:
     """Channels of the last transposed convolution; earlier ones double it."""
     kernels: tuple[int, ...] = (5, 5, 6, 6)
     """Kernel size of each stride-2 transposed convolution."""
+    probe_fraction: float = 0.25
+    """Share of the batch's sequences the decoder trains on when it is only a probe (−recon
+    onwards, where it reads stop-gradient features and has its own optimiser, so the agent is
+    the same whatever this is). 1 trains it on the whole batch, as the BLAST code does."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.probe_fraction <= 1.0:
+            raise ConfigError(f"decoder.probe_fraction={self.probe_fraction} must lie in (0, 1]")
 
 
 @dataclass(frozen=True)

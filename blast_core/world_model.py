@@ -90,9 +90,15 @@ class WorldModel(nn.Module):
             logits = self.heads["discount"](inp("discount")).squeeze(-1)
             target_disc = (1 - data["is_terminal"].float()) * cfg.discount
             losses["discount"] = -bernoulli_log_prob(logits, target_disc).mean()
-        image_loss = normal_nll(self.decoder(inp("decoder")), image, 3).mean()
-        probe_loss = image_loss if self.probe else torch.zeros(())
-        if not self.probe:
+        if self.probe:
+            # The probe learns from the first sequences only: they are a random draw from
+            # replay, and nothing else reads the decoder, so only the probe's own noise changes.
+            n = max(1, round(cfg.decoder.probe_fraction * image.shape[0]))
+            image_loss = normal_nll(self.decoder(feat[:n].detach()), image[:n], 3).mean()
+            probe_loss = image_loss
+        else:
+            image_loss = normal_nll(self.decoder(inp("decoder")), image, 3).mean()
+            probe_loss = torch.zeros(())
             losses["image"] = image_loss
         scales = vars(cfg.loss_scales)
         model_loss = sum(scales[k] * v for k, v in losses.items())

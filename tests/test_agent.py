@@ -9,6 +9,7 @@ import torch
 
 from blast_core.agent import ActSpace, Agent
 from blast_core.config import RUNG_IDS, RSSMConfig, make_config
+from blast_core.errors import ConfigError
 from blast_core.rssm import RSSM
 from tests.agent_helpers import make_batch
 
@@ -91,6 +92,44 @@ def test_no_recon_decoder_sends_no_gradient_into_encoder_or_rssm():
     assert float(probe_loss) == 0 and not dv2.wm.probe
     model_loss.backward()
     assert any(p.grad.abs().sum() > 0 for p in dv2.wm.encoder.parameters())
+
+
+@pytest.mark.parametrize("rung", ["no_recon", "ar_prior"])
+def test_probe_fraction_changes_only_the_probe(rung):
+    """The probe decoder trained on a quarter of the sequences or on all of them: every other
+    parameter, the imagination starts and the agent's metrics stay bit for bit the same."""
+    runs = {}
+    for fraction in (0.25, 1.0):
+        agent, batch = build(rung, env=DMC, **{"decoder.probe_fraction": fraction,
+                                               "dataset.batch": 4})
+        torch.manual_seed(1)
+        for _ in range(3):
+            metrics = agent.update(batch)
+        runs[fraction] = agent, metrics
+    (quarter, m_quarter), (whole, m_whole) = runs[0.25], runs[1.0]
+    named = dict(whole.named_parameters())
+    for name, p in quarter.named_parameters():
+        if name.startswith("wm.decoder."):
+            assert not torch.equal(p, named[name]), name  # the probe did learn differently
+        else:
+            assert torch.equal(p, named[name]), name
+    for key in ("model_loss", "kl", "reward_loss", "actor_loss", "critic_loss"):
+        assert m_quarter[key] == m_whole[key], key
+    assert m_quarter["image_loss"] != m_whole["image_loss"]
+
+
+def test_probe_fraction_reads_the_first_sequences_and_is_ignored_without_probe():
+    frames = []
+    agent, batch = build("no_recon", **{"decoder.probe_fraction": 0.5, "dataset.batch": 4})
+    agent.wm.decoder.register_forward_hook(lambda m, inp, out: frames.append(inp[0].shape))
+    agent.wm.loss(batch)
+    assert frames[-1][0] == 2  # 2 of 4 sequences
+    dv2, batch = build("dv2", **{"decoder.probe_fraction": 0.5, "dataset.batch": 4})
+    dv2.wm.decoder.register_forward_hook(lambda m, inp, out: frames.append(inp[0].shape))
+    dv2.wm.loss(batch)
+    assert frames[-1][0] == 4  # the reconstruction loss sees every sequence
+    with pytest.raises(ConfigError, match="probe_fraction"):
+        make_config(MINIGRID[0], "bn", "tiny", {"decoder.probe_fraction": 0})
 
 
 def test_batchnorm_trains_in_loss_and_is_frozen_when_acting():
