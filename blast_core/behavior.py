@@ -50,7 +50,7 @@ class ActorCritic(nn.Module):
         self.grad = a.grad if a.grad != "auto" else (
             "reinforce" if act_space.discrete else "dynamics")
         out = act_space.size if self.dist == "onehot" else 2 * act_space.size
-        onehot = (cfg.rssm.stoch, cfg.rssm.discrete)
+        onehot = cfg.rssm.latent
         self.actor = MLP(cfg.rssm.feat, out, a.layers, a.units, onehot)
         self.critic = MLP(cfg.rssm.feat, 1, cfg.critic.layers, cfg.critic.units, onehot)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)

@@ -91,6 +91,11 @@ class RSSMConfig:
         """Size of feat = concat(z flattened, h)."""
         return self.stoch * self.discrete + self.deter
 
+    @property
+    def latent(self) -> tuple[int, int]:
+        """(stoch, discrete): the shape of z, whose flattened one-hot groups open feat."""
+        return self.stoch, self.discrete
+
     def __post_init__(self) -> None:
         if self.ar_steps < 1 or self.stoch % self.ar_steps:
             raise ConfigError(

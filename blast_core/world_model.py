@@ -37,7 +37,7 @@ class WorldModel(nn.Module):
             self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.rssm = RSSM(cfg.rssm, self.encoder.out, actions)
         feat, heads = cfg.rssm.feat, cfg.heads
-        onehot = (cfg.rssm.stoch, cfg.rssm.discrete)
+        onehot = cfg.rssm.latent
         self.heads = nn.ModuleDict({"reward": MLP(feat, 1, heads.layers, heads.units, onehot)})
         if cfg.pred_discount:
             self.heads["discount"] = MLP(feat, 1, heads.layers, heads.units, onehot)
