@@ -81,6 +81,18 @@ def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, 
         torch.testing.assert_close(a, b, **CLOSE)
     # Teacher forcing on the sampled groups gives the sampling pass's logits back.
     torch.testing.assert_close(out[False][2], out[False][0], **CLOSE)
+    # And the same weight gradients (with one variable per group, from a looked-up table).
+    grads = {}
+    weights = torch.randn_like(out[False][2])
+    for plain in (True, False):
+        rssm.zero_grad()
+        with plain_path(plain):
+            forced, _ = rssm.prior(deter, teacher=out[False][1].detach())
+        (forced * weights).sum().backward()
+        grads[plain] = {n: p.grad.clone() for n, p in rssm.named_parameters() if p.grad is not None}
+    assert "ar_sample_in.0.weight" in grads[False] and grads[True].keys() == grads[False].keys()
+    for name, g in grads[True].items():
+        torch.testing.assert_close(grads[False][name], g, **CLOSE, msg=name)
 
 
 def test_fast_posterior_chain_matches_obs_step_loop():
@@ -108,19 +120,19 @@ def bench(*args: str, cwd) -> subprocess.CompletedProcess:
 
 def test_bench_writes_the_documented_json_and_compares_to_a_baseline(tmp_path):
     out = tmp_path / "bench.json"
-    run = bench("--rung", "dv2", "--rung", "ar_prior", "--json", str(out), cwd=tmp_path)
+    run = bench("--rung", "bn", "--rung", "ar_prior", "--json", str(out), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     doc = json.loads(out.read_text())
     assert doc["preset"] == "tiny" and doc["device"].startswith("cpu")
     assert doc["torch"] == torch.__version__ and doc["matmul_peak_gflops"] > 0
     assert doc["precision"] == "fp32"
-    assert [r["rung"] for r in doc["results"]] == ["dv2", "ar_prior"]
+    assert [r["rung"] for r in doc["results"]] == ["bn", "ar_prior"]
     for row in doc["results"]:
         for key in ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "peak_mb",
                     "flops", "gflops_per_s", "utilization"):
             assert row[key] > 0, (row["rung"], key)
         assert isinstance(row["flops"], int)
-    # The AR prior's extra GRU makes the update strictly more work.
+    # The AR prior's extra GRU makes the update strictly more work than the rung below it.
     assert doc["results"][1]["flops"] > doc["results"][0]["flops"]
     assert "ar_prior" in run.stdout and "GFLOP/s" in run.stdout
 
