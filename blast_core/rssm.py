@@ -146,8 +146,8 @@ class RSSM(nn.Module):
 
         AR prior: the groups of latents are produced one after another by a second GRU whose
         state starts at h and which reads each group's one-hot — the teacher's (training, one
-        pass over all positions; the teacher is then also the returned sample) or its own sample
-        (imagination)."""
+        pass over all positions; the teacher, one-hot samples, is then also the returned
+        sample) or its own sample (imagination)."""
         c = self.cfg
         lead = deter.shape[:-1]
         h = deter.reshape(-1, c.deter)

@@ -2,7 +2,8 @@
 
 With every BLAST switch off this is DreamerV2's world model. The switches (config):
   grad_heads without `decoder`  −recon: the decoder becomes a probe on stop-gradient features with
-                                its own optimiser, outside the model's gradient clip
+                                its own optimiser, outside the model's gradient clip, trained on
+                                `decoder.probe_fraction` of the batch's sequences
   kl.balance = 1                +SG: no KL gradient reaches the posterior
   target.use                    +EMA: an EMA copy of the encoder gives the KL target; the last
                                 input_p of the batch also filters with it (spec §3.4)
