@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from blast_cli.options import Set
 from blast_core.errors import BlastError
 
 
@@ -30,7 +31,8 @@ def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
 
 def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, warmup: int,
                   path: str, device: str | None, threads: int | None, precision: str,
-                  clock: str) -> dict[str, Any]:
+                  clock: str, set_: list[str]) -> dict[str, Any]:
+    from blast_core import config_tree as T
     from blast_core.bench import bench_models
 
     if threads is not None:
@@ -40,7 +42,7 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
 
         torch.set_num_threads(threads)
     doc = bench_models(preset, family, rungs, device, reps, warmup, path, echo=typer.echo,
-                       precision=precision, clock=clock)
+                       precision=precision, clock=clock, overrides=T.parse_overrides(set_))
     typer.echo(f"({doc['device']}, torch {doc['torch']}, {precision}, fp32 matmul peak "
                f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, {clock} clock, median of {reps} after "
                f"{warmup} warm-up)")
@@ -88,7 +90,7 @@ def bench(
     ] = None,
     models: Annotated[
         bool, typer.Option("--models", help="Time the agent's update (implied by --preset, "
-                           "--env-family and --rung).")
+                           "--env-family, --rung and --set).")
     ] = False,
     preset: Annotated[
         str | None, typer.Option("--preset", "-p", help="paper (default), cpu or tiny.")
@@ -121,20 +123,21 @@ def bench(
     clock: Annotated[
         str, typer.Option(help="wall, or cpu: this process's CPU time (for a shared machine).")
     ] = "wall",
+    set_: Set = None,
 ) -> None:
     """Measure throughput (benchmarks are never unit tests). Without --envs: one update of the
     agent and its parts per rung, FLOPs and the share of the machine's matmul peak."""
-    models = models or preset is not None or env_family is not None or bool(rung)
+    models = models or preset is not None or env_family is not None or bool(rung) or bool(set_)
     if envs == models:
         # A paper-size model benchmark takes long on a small machine: never start it by default.
-        raise BlastError("pass either --envs, or --models (or --preset/--env-family/--rung)")
+        raise BlastError("pass either --envs, or --models (or --preset/--env-family/--rung/--set)")
     result: dict[str, Any] = {"host": platform.node()}
     if envs:
         result["envs"] = _bench_envs(env, steps)
         result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
     else:
         result.update(_bench_models(preset or "paper", env_family or "minigrid", rung, reps,
-                                    warmup, path, device, threads, precision, clock))
+                                    warmup, path, device, threads, precision, clock, set_ or []))
         if baseline is not None:
             _print_baseline(result, baseline)
     if json_file is not None:

@@ -21,7 +21,7 @@ import platform
 import statistics
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -193,9 +193,12 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
                  rungs: Sequence[str] | None = None, device: str | None = None,
                  reps: int = 3, warmup: int = 2, path: str = "fast",
                  echo: Callable[[str], None] = print, precision: str = "fp32",
-                 clock: str = "wall") -> dict[str, Any]:
+                 clock: str = "wall",
+                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Benchmark each rung on `path` (fast, plain, or both side by side, plain first) and return
-    the JSON document of `blast bench --json`. `precision` is the agent's `Config.precision`."""
+    the JSON document of `blast bench --json`. `precision` is the agent's `Config.precision`;
+    `overrides` are config keys set as `blast run --set` sets them (a variant's cost)."""
+    overrides = dict(overrides or {})
     if family not in FAMILIES:
         raise BlastError(f"unknown env family {family!r}; valid: {', '.join(FAMILIES)}")
     if path not in PATHS:
@@ -210,7 +213,7 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
             raise BlastError(f"unknown rung {rung!r}; valid: {', '.join(RUNG_IDS)}")
     env_id, act = FAMILY_ENVS[family]
     # A bad preset or precision is an error now, before any timing.
-    configs = {rung: make_config(env_id, rung, preset, {"precision": precision})
+    configs = {rung: make_config(env_id, rung, preset, {"precision": precision, **overrides})
                for rung in rungs}
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if clock == "cpu" and dev.type != "cpu":
@@ -223,7 +226,8 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
     doc: dict[str, Any] = {
         "preset": preset, "env_family": family, "device": _device_name(dev),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "matmul_peak_gflops": peak, "precision": precision, "clock": clock, "results": [],
+        "matmul_peak_gflops": peak, "precision": precision, "clock": clock,
+        "overrides": overrides, "results": [],
     }
     for rung in rungs:
         for p in (("plain", "fast") if path == "both" else (path,)):

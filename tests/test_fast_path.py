@@ -151,6 +151,8 @@ def test_bench_writes_the_documented_json_and_compares_to_a_baseline(tmp_path):
     (["--path", "quick"], "unknown path 'quick'"),
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--precision", "fp8"], "precision: 'fp8' is not one of fp32, bf16"),
+    (["--set", "rssm.ar_steps=3"], "must be >= 1 and divide rssm.stoch"),
+    (["--set", "rssm.nope=1"], "rssm.nope"),
 ])
 def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "bench.json"
@@ -159,6 +161,21 @@ def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message)
     assert run.stderr.strip() == f"error: {run.stderr.strip()[7:]}"
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_bench_set_times_a_config_variant(tmp_path):
+    out = tmp_path / "bench.json"
+    run = bench("--rung", "ar_prior", "--set", "rssm.ar_steps=2", "--json", str(out),
+                cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(out.read_text())
+    assert doc["overrides"] == {"rssm.ar_steps": "2"}
+    # Half the AR groups of the tiny preset's 4: fewer sequential GRU steps, fewer FLOPs.
+    default = bench("--rung", "ar_prior", "--json", str(tmp_path / "default.json"), cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    full = json.loads((tmp_path / "default.json").read_text())
+    assert full["overrides"] == {}
+    assert doc["results"][0]["flops"] < full["results"][0]["flops"]
 
 
 @pytest.mark.parametrize("kernel", [5, 6])
