@@ -172,6 +172,13 @@ class RSSM(nn.Module):
         y = self.prior_out(self.ar_in(x))
         return F.linear(y, self.prior_dist.weight[rows], self.prior_dist.bias[rows])
 
+    def _ar_input_table(self, like: Tensor) -> Tensor:
+        """[discrete, 3·deter]: what each one-hot group (one variable per group) adds to the AR
+        GRU's dense layer, `ar_sample_in` and the x half of that layer with its bias."""
+        eye = torch.eye(self.cfg.discrete, device=like.device, dtype=like.dtype)
+        w_x, _ = self.ar_gru.split_weight()
+        return F.linear(self.ar_sample_in(eye), w_x, self.ar_gru.linear.bias)
+
     def _ar_forced_plain(self, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher forcing one group at a time (the reference of `_ar_forced`)."""
         state, logits = h, []
@@ -194,9 +201,7 @@ class RSSM(nn.Module):
         S, N = c.ar_steps, h.shape[0]
         w_x, w_h = self.ar_gru.split_weight()
         if teacher.shape[-1] == c.discrete and not teacher.requires_grad:
-            eye = torch.eye(c.discrete, device=h.device, dtype=teacher.dtype)
-            table = F.linear(self.ar_sample_in(eye), w_x, self.ar_gru.linear.bias)
-            inputs = F.embedding(teacher[:, :-1].argmax(-1), table)
+            inputs = F.embedding(teacher[:, :-1].argmax(-1), self._ar_input_table(h))
         else:
             inputs = F.linear(self.ar_sample_in(teacher[:, :-1]), w_x, self.ar_gru.linear.bias)
         states = [h]
@@ -221,8 +226,7 @@ class RSSM(nn.Module):
         w_x, w_h = self.ar_gru.split_weight()
         table = None
         if fast_path() and k == 1 and not torch.is_grad_enabled():
-            eye = torch.eye(c.discrete, device=h.device, dtype=h.dtype)
-            table = F.linear(self.ar_sample_in(eye), w_x, self.ar_gru.linear.bias)
+            table = self._ar_input_table(h)
         state, logits, stochs = h, [], []
         for i in range(c.ar_steps):
             dist = OneHot(self._ar_head(state, i).reshape(-1, k, c.discrete), dims=1)
