@@ -120,8 +120,8 @@ def run_ladder(
                  runs_per_job=runs_per_job, wait=wait)
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
                     no_progress, executor, slurm)
-    names = [r.strip() for r in rungs.split(",") if r.strip()]
-    specs = grid(env, names, range(seeds), preset, experiment, steps, list(set_ or []))
+    specs = grid(env, list(options.rung_list(rungs)), range(seeds), preset, experiment, steps,
+                 list(set_ or []))
     _finish(run_grid(specs, ex))
 
 

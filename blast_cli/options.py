@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from blast_core.errors import BlastError
+
 Env = Annotated[str, typer.Option("--env", "-e", help="minigrid:VARIANT or dmc:DOMAIN_TASK.")]
 Rung = Annotated[
     str,
@@ -18,3 +20,11 @@ Set = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a config key: --set rssm.stoch=8 (repeatable)."),
 ]
+
+
+def rung_list(text: str) -> tuple[str, ...]:
+    """`--rungs dv2,bn` -> ("dv2", "bn"); the names are checked where they are used."""
+    names = tuple(r.strip() for r in text.split(",") if r.strip())
+    if not names:
+        raise BlastError("--rungs names no rung")
+    return names

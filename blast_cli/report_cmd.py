@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from blast_cli.options import rung_list
 from blast_cli.run_cmd import Db, Results
 from blast_core.errors import BlastError
 from blast_core.report import build
@@ -43,15 +44,6 @@ def _stats_table(table) -> Table:
                     f"[{r['ci_low']:.3g}, {r['ci_high']:.3g}]", str(r["seeds"]), r["tasks"],
                     f"[red]{r['warning']}[/red]" if r["warning"] else "")
     return out
-
-
-def _rung_list(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    names = tuple(r.strip() for r in text.split(",") if r.strip())
-    if not names:
-        raise BlastError("--rungs names no rung")
-    return names
 
 
 def report(
@@ -91,7 +83,7 @@ def report(
         raise BlastError("give exactly one of --figure N or --stats")
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
                                preset=preset, settings=settings, reps=reps,
-                               rungs=_rung_list(rungs))
+                               rungs=rung_list(rungs) if rungs is not None else None)
     number = int(figure.value) if figure is not None else None
     if number == 2:  # the environments themselves: no database needed
         made = build.build(number, None, opts)

@@ -71,8 +71,7 @@ class RSSM(nn.Module):
         stoch = prev["stoch"].reshape(*prev["stoch"].shape[:-2], -1)
         x = torch.cat([stoch, action], -1)
         if gather_ok(x):
-            x = self.deter_in[1:](onehot_linear(x, self.deter_in[0], self.cfg.stoch,
-                                                self.cfg.discrete))
+            x = self.deter_in[1:](onehot_linear(x, self.deter_in[0], *self.cfg.latent))
         else:
             x = self.deter_in(x)
         return self.gru(x, prev["deter"])
