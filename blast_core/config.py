@@ -83,6 +83,10 @@ class RSSMConfig:
     """Classes per categorical latent variable."""
     ar_steps: int = 1
     """Groups the prior samples one after another (+AR); 1 is DreamerV2's independent prior."""
+    ar_net: Literal["gru", "made"] = "gru"
+    """The AR prior's network: `gru`, BLAST's second GRU stepping over the groups (the paper);
+    `made`, a masked MLP over [h, z] with the same factorisation at about one pass per imagined
+    step (not the paper's network; blast_core/made.py)."""
     obs_out_norm: Norm = "none"
     """Normalisation of the posterior's hidden layer, per time step (+BN sets `batch`)."""
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from blast_core.config import RSSMConfig
 from blast_core.dists import OneHot
+from blast_core.made import MADEPrior
 from blast_core.nets import LayerNormGRU, dense, elu_dense, gather_ok, onehot_linear
 from blast_core.perf import fast_path
 
@@ -37,6 +38,9 @@ class RSSM(nn.Module):
         self.post_out = elu_dense(cfg.deter + embed, cfg.hidden, cfg.obs_out_norm)
         self.post_dist = dense(cfg.hidden, stoch)
         ar = cfg.ar_steps > 1
+        if ar and cfg.ar_net == "made":
+            self.made = MADEPrior(cfg.deter, cfg.hidden, cfg.ar_steps, stoch // cfg.ar_steps)
+            return
         # With the AR prior the output MLP reads the AR cell's hidden layer, not h directly.
         self.prior_out = elu_dense(cfg.hidden if ar else cfg.deter, cfg.hidden)
         self.prior_dist = dense(cfg.hidden, stoch)
@@ -146,7 +150,8 @@ class RSSM(nn.Module):
         AR prior: the groups of latents are produced one after another by a second GRU whose
         state starts at h and which reads each group's one-hot — the teacher's (training, one
         pass over all positions; the teacher, one-hot samples, is then also the returned
-        sample) or its own sample (imagination)."""
+        sample) or its own sample (imagination). With `ar_net made` a masked MLP computes the
+        same factorisation (blast_core/made.py)."""
         c = self.cfg
         lead = deter.shape[:-1]
         h = deter.reshape(-1, c.deter)
@@ -155,7 +160,12 @@ class RSSM(nn.Module):
             stoch = dist.sample() if sample else dist.mode()
             return dist.logits.reshape(*lead, c.stoch, c.discrete), stoch.reshape(
                 *lead, c.stoch, c.discrete)
-        if teacher is not None:
+        if c.ar_net == "made":
+            if teacher is not None:
+                logits, stoch = self.made(h, teacher.reshape(h.shape[0], -1)), teacher
+            else:
+                logits, stoch = self.made.sample(h, c.discrete, sample)
+        elif teacher is not None:
             teacher = teacher.reshape(-1, c.ar_steps, c.stoch // c.ar_steps * c.discrete)
             forced = self._ar_forced if fast_path() else self._ar_forced_plain
             logits, stoch = forced(h, teacher)

@@ -65,10 +65,11 @@ def test_fast_update_has_the_plain_losses_and_gradients(rung, env):
 
 @pytest.mark.parametrize("stoch,ar_steps", [(4, 4), (4, 2)], ids=["one_per_group", "two"])
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
-def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, grad):
+@pytest.mark.parametrize("ar_net", ["gru", "made"])
+def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, grad, ar_net):
     torch.manual_seed(0)
-    rssm = RSSM(RSSMConfig(hidden=8, deter=8, stoch=stoch, discrete=5, ar_steps=ar_steps),
-                embed=5, actions=2)
+    cfg = RSSMConfig(hidden=8, deter=8, stoch=stoch, discrete=5, ar_steps=ar_steps, ar_net=ar_net)
+    rssm = RSSM(cfg, embed=5, actions=2)
     deter = torch.randn(6, 3, 8)
     out = {}
     for plain in (True, False):
@@ -90,7 +91,33 @@ def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, 
             forced, _ = rssm.prior(deter, teacher=out[False][1].detach())
         (forced * weights).sum().backward()
         grads[plain] = {n: p.grad.clone() for n, p in rssm.named_parameters() if p.grad is not None}
-    assert "ar_sample_in.0.weight" in grads[False] and grads[True].keys() == grads[False].keys()
+    first = {"gru": "ar_sample_in.0.weight", "made": "made.prior_in.weight"}[ar_net]
+    assert first in grads[False] and grads[True].keys() == grads[False].keys()
+    for name, g in grads[True].items():
+        torch.testing.assert_close(grads[False][name], g, **CLOSE, msg=name)
+
+
+@pytest.mark.parametrize("ar_net,hidden", [("gru", 10), ("made", 10), ("made", 3)],
+                         ids=["gru", "made", "made_fewer_units_than_groups"])
+def test_fast_ar_sampling_gradients_match_plain(ar_net, hidden):
+    """Imagination with dynamics gradients backpropagates through the straight-through chain of
+    groups: the fast sampler must pass the same gradients to h and to the weights."""
+    cfg = RSSMConfig(hidden=hidden, deter=8, stoch=4, discrete=5, ar_steps=4, ar_net=ar_net)
+    torch.manual_seed(0)
+    rssm = RSSM(cfg, embed=5, actions=2)
+    base = torch.randn(7, 8)
+    w_logits, w_z = torch.randn(7, 4, 5), torch.randn(7, 4, 5)
+    grads = {}
+    for plain in (True, False):
+        rssm.zero_grad()
+        deter = base.clone().requires_grad_()
+        torch.manual_seed(1)
+        with plain_path(plain):
+            logits, z = rssm.prior(deter)
+        ((logits * w_logits).sum() + (z * w_z).sum()).backward()
+        grads[plain] = {"deter": deter.grad, **{n: p.grad.clone() for n, p in
+                                               rssm.named_parameters() if p.grad is not None}}
+    assert len(grads[False]) > 4 and grads[True].keys() == grads[False].keys()
     for name, g in grads[True].items():
         torch.testing.assert_close(grads[False][name], g, **CLOSE, msg=name)
 

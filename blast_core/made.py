@@ -1,0 +1,128 @@
+"""A masked autoregressive prior (`rssm.ar_net made`): the same factorisation as BLAST's AR prior,
+
+    p(z | h) = prod_i p(z_i | h, z_<i)          z_i: group i of the latents (k variables)
+
+but computed by an MLP over [h, z] whose weights are masked (MADE, Germain et al. 2015) instead of
+a second GRU stepping over the groups. Not the paper's network: an option for when the AR
+prior's sequential cost matters (spec §3.6 costs S GRU steps per imagined step).
+
+Every hidden unit has a degree d in 0..S-1 and sees h and the groups before d; group i's logits
+read the units of degree <= i, so they depend on h and z_<i only:
+
+    layer      unit of degree d reads                  mask
+    prior_in   h, and z_j for j < d                    j < d
+    prior_out  units of degree <= d                   d_in <= d_out
+    prior_dist group i reads units of degree <= i      d <= i
+
+Half of each layer's units have degree 0 (they see h only: every group, the first included, gets
+at least half the width); the rest are spread evenly over degrees 1..S-1. Units are ordered by
+degree, so a degree is a contiguous block and group i's inputs are a prefix of each layer.
+
+Teacher forcing is one masked pass over all groups. Sampling computes each block once, when the
+groups it reads are known: in total about one pass, instead of S passes of the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blast_core.dists import OneHot
+from blast_core.nets import dense
+from blast_core.perf import fast_path
+
+
+def degrees(units: int, groups: int) -> Tensor:
+    """Non-decreasing degree of each unit: the first half 0, the rest spread over 1..groups-1."""
+    first = (units + 1) // 2 if groups > 1 else units
+    rest = torch.arange(units - first)
+    return torch.cat([torch.zeros(first, dtype=torch.long),
+                      1 + rest * (groups - 1) // max(units - first, 1)])
+
+
+class MADEPrior(nn.Module):
+    def __init__(self, deter: int, hidden: int, groups: int, group_size: int):
+        super().__init__()
+        self.deter, self.groups, self.width = deter, groups, group_size
+        self.prior_in = dense(deter + groups * group_size, hidden)
+        self.prior_out = dense(hidden, hidden)
+        self.prior_dist = dense(hidden, groups * group_size)
+        d = degrees(hidden, groups)
+        group = torch.arange(groups).repeat_interleave(group_size)  # of each z column / logit
+        # Masks are derived from the config, so checkpoints do not hold them.
+        self.register_buffer("mask_in", (group[None] < d[:, None]).float(), False)
+        self.register_buffer("mask_out", (d[None] <= d[:, None]).float(), False)
+        self.register_buffer("mask_dist", (d[None] <= group[:, None]).float(), False)
+        # ends[i]: units of degree <= i, the prefix of each hidden layer that group i reads.
+        self.ends = [int((d <= i).sum()) for i in range(groups)]
+
+    def forward(self, h: Tensor, teacher: Tensor) -> Tensor:
+        """Teacher-forced logits [N, S·width] from h [N, deter] and z [N, S·width], one pass."""
+        w_h, w_z = self.prior_in.weight[:, :self.deter], self.prior_in.weight[:, self.deter:]
+        x = F.elu(F.linear(h, w_h, self.prior_in.bias) + F.linear(teacher, w_z * self.mask_in))
+        x = F.elu(F.linear(x, self.prior_out.weight * self.mask_out, self.prior_out.bias))
+        return F.linear(x, self.prior_dist.weight * self.mask_dist, self.prior_dist.bias).float()
+
+    def sample(self, h: Tensor, classes: int, sample: bool = True) -> tuple[Tensor, Tensor]:
+        """Groups drawn one after another: logits and straight-through samples, [N, S·width]."""
+        step = self._sample_blocks if fast_path() else self._sample_passes
+        logits, stochs = [], []
+        for group_logits in step(h, stochs):
+            dist = OneHot(group_logits.reshape(h.shape[0], -1, classes), dims=1)
+            stochs.append((dist.sample() if sample else dist.mode()).reshape(h.shape[0], -1))
+            logits.append(dist.logits.reshape(h.shape[0], -1))
+        return torch.cat(logits, 1), torch.cat(stochs, 1)
+
+    def _sample_passes(self, h: Tensor, stochs: list[Tensor]) -> Iterator[Tensor]:
+        """The reference: the whole masked pass per group, later groups' inputs zero (unseen)."""
+        for i in range(self.groups):
+            known = torch.cat([*stochs, h.new_zeros(h.shape[0], (self.groups - i) * self.width)], 1)
+            yield self(h, known)[:, i * self.width:(i + 1) * self.width]
+
+    def _sample_blocks(self, h: Tensor, stochs: list[Tensor]) -> Iterator[Tensor]:
+        """Each layer's block of degree i computed once, after z_<i is known (`stochs`, which the
+        caller extends with z_i after each yield). Inside the prefixes read here every mask entry
+        is one, so the weights are sliced instead of masked.
+
+        Activations are kept feature-major ([units, N]) so that a block is a run of rows and a
+        layer's known prefix grows without copying; `pending` holds the first layer's
+        pre-activations of the blocks still to come, with the z's drawn so far added in."""
+        w_in, w_out, w_dist = self.prior_in.weight, self.prior_out.weight, self.prior_dist.weight
+        b_in, b_out, b_dist = (m.bias[:, None] for m in (self.prior_in, self.prior_out,
+                                                        self.prior_dist))
+        pending = torch.addmm(b_in, w_in[:, :self.deter], h.t())          # [hidden, N]
+        x_in, x_out = _Rows(pending), _Rows(pending)
+        start = 0
+        for i, end in enumerate(self.ends):
+            x_in.add(F.elu(pending[:end - start]))
+            x_out.add(F.elu(torch.addmm(b_out[start:end], w_out[start:end, :end], x_in.rows)))
+            rows = slice(i * self.width, (i + 1) * self.width)
+            yield F.linear(x_out.rows.t(), w_dist[rows, :end], b_dist[rows, 0]).float()
+            if i + 1 < self.groups:
+                z_cols = w_in[end:, self.deter + i * self.width:self.deter + (i + 1) * self.width]
+                pending = torch.addmm(pending[end - start:], z_cols, stochs[-1].t())
+            start = end
+
+
+class _Rows:
+    """The rows of a [units, N] activation known so far, filled block by block in order.
+
+    Without gradients the blocks are written into one buffer and `rows` is a view of its filled
+    part; with gradients they are concatenated, since autograd keeps each prefix a product read."""
+
+    def __init__(self, like: Tensor):
+        self.buffer = None if torch.is_grad_enabled() else torch.empty_like(like)
+        self.blocks: list[Tensor] = []
+        self.rows = like[:0]
+
+    def add(self, block: Tensor) -> None:
+        end = self.rows.shape[0] + block.shape[0]
+        if self.buffer is None:
+            self.blocks.append(block)
+            self.rows = torch.cat(self.blocks, 0)
+        else:
+            self.buffer[self.rows.shape[0]:end] = block
+            self.rows = self.buffer[:end]
