@@ -16,8 +16,8 @@ MINIGRID = ("minigrid:unmodified", ActSpace(True, 3))
 DMC = ("dmc:walker_run", ActSpace(False, 6))
 
 
-def agent_and_batch(env, rung, precision):
-    cfg = make_config(env[0], rung, "tiny", {"precision": precision})
+def agent_and_batch(env, rung, precision, **overrides):
+    cfg = make_config(env[0], rung, "tiny", {"precision": precision, **overrides})
     torch.manual_seed(0)
     return Agent(cfg, env[1]), make_batch(cfg, env[1].size, env[1].discrete)
 
@@ -27,12 +27,14 @@ def grads(module: torch.nn.Module) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("env", [MINIGRID, DMC], ids=["minigrid", "dmc"])
-@pytest.mark.parametrize("rung", ["dv2", "bn", "ar_prior"])
-def test_bf16_update_is_close_to_the_fp32_update(env, rung):
-    fp32, batch = agent_and_batch(env, rung, "fp32")
+@pytest.mark.parametrize("rung,ar_net", [("dv2", "gru"), ("bn", "gru"), ("ar_prior", "gru"),
+                                         ("ar_prior", "made")],
+                         ids=["dv2", "bn", "ar_prior", "ar_prior_made"])
+def test_bf16_update_is_close_to_the_fp32_update(env, rung, ar_net):
+    fp32, batch = agent_and_batch(env, rung, "fp32", **{"rssm.ar_net": ar_net})
     bf16 = copy.deepcopy(fp32)
-    bf16.cfg = bf16.wm.cfg = bf16.behavior.cfg = make_config(env[0], rung, "tiny",
-                                                             {"precision": "bf16"})
+    bf16.cfg = bf16.wm.cfg = bf16.behavior.cfg = make_config(
+        env[0], rung, "tiny", {"precision": "bf16", "rssm.ar_net": ar_net})
     metrics = {}
     for name, agent in (("fp32", fp32), ("bf16", bf16)):
         torch.manual_seed(1)
