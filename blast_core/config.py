@@ -86,7 +86,7 @@ class RSSMConfig:
     ar_net: Literal["gru", "made"] = "gru"
     """The AR prior's network: `gru`, BLAST's second GRU stepping over the groups (the paper);
     `made`, a masked MLP over [h, z] with the same factorisation at about one pass per imagined
-    step (not the paper's network; blast_core/made.py)."""
+    step (not the paper's network; blast_core/made.py). Read only when ar_steps > 1."""
     obs_out_norm: Norm = "none"
     """Normalisation of the posterior's hidden layer, per time step (+BN sets `batch`)."""
 

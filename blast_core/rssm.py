@@ -40,11 +40,11 @@ class RSSM(nn.Module):
         ar = cfg.ar_steps > 1
         if ar and cfg.ar_net == "made":
             self.made = MADEPrior(cfg.deter, cfg.hidden, cfg.ar_steps, stoch // cfg.ar_steps)
-            return
-        # With the AR prior the output MLP reads the AR cell's hidden layer, not h directly.
-        self.prior_out = elu_dense(cfg.hidden if ar else cfg.deter, cfg.hidden)
-        self.prior_dist = dense(cfg.hidden, stoch)
-        if ar:
+        else:
+            # With the GRU AR prior the output MLP reads the AR cell's hidden layer, not h.
+            self.prior_out = elu_dense(cfg.hidden if ar else cfg.deter, cfg.hidden)
+            self.prior_dist = dense(cfg.hidden, stoch)
+        if ar and cfg.ar_net == "gru":
             group = cfg.stoch // cfg.ar_steps * cfg.discrete
             self.ar_in = elu_dense(cfg.deter, cfg.hidden)
             self.ar_sample_in = elu_dense(group, cfg.hidden)
