@@ -44,6 +44,8 @@ def degrees(units: int, groups: int) -> Tensor:
 
 
 class MADEPrior(nn.Module):
+    """Prior logits over `groups` groups of `group_size` (= variables × classes) each, from h."""
+
     def __init__(self, deter: int, hidden: int, groups: int, group_size: int):
         super().__init__()
         self.deter, self.groups, self.width = deter, groups, group_size
