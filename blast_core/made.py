@@ -93,8 +93,8 @@ class MADEPrior(nn.Module):
         layer's known prefix grows without copying; `pending` holds the first layer's
         pre-activations of the blocks still to come, with the z's drawn so far added in."""
         w_in, w_out, w_dist = self.prior_in.weight, self.prior_out.weight, self.prior_dist.weight
-        b_in, b_out, b_dist = (m.bias[:, None] for m in (self.prior_in, self.prior_out,
-                                                        self.prior_dist))
+        b_in, b_out = self.prior_in.bias[:, None], self.prior_out.bias[:, None]  # feature-major
+        b_dist = self.prior_dist.bias
         pending = torch.addmm(b_in, w_in[:, :self.deter], h.t())          # [hidden, N]
         x_in, x_out = _Rows(pending), _Rows(pending)
         start = 0
@@ -102,7 +102,7 @@ class MADEPrior(nn.Module):
             x_in.add(F.elu(pending[:end - start]))
             x_out.add(F.elu(torch.addmm(b_out[start:end], w_out[start:end, :end], x_in.rows)))
             rows = slice(i * self.width, (i + 1) * self.width)
-            yield F.linear(x_out.rows.t(), w_dist[rows, :end], b_dist[rows, 0]).float()
+            yield F.linear(x_out.rows.t(), w_dist[rows, :end], b_dist[rows]).float()
             if i + 1 < self.groups:
                 z_cols = w_in[end:, self.deter + i * self.width:self.deter + (i + 1) * self.width]
                 pending = torch.addmm(pending[end - start:], z_cols, stochs[-1].t())
