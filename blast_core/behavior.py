@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from blast_core.config import Config
 from blast_core.dists import OneHot, TruncNormal
+from blast_core.graphs import Graphed
 from blast_core.losses import actor_loss, critic_loss, imagination_weight, lambda_return
 from blast_core.nets import MLP
 from blast_core.optim import Optimizer
@@ -57,6 +58,7 @@ class ActorCritic(nn.Module):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.actor_opt = Optimizer("actor", self.actor.parameters(), cfg.actor_opt)
         self.critic_opt = Optimizer("critic", self.critic.parameters(), cfg.critic_opt)
+        self.graphed_imagine: Graphed | None = None
 
     def policy(self, feat: Tensor) -> OneHot | TruncNormal:
         return self._dist(self.actor(feat))
@@ -100,7 +102,10 @@ class ActorCritic(nn.Module):
 
         # Only `dynamics` gradients need the imagined trajectory's graph.
         with frozen(wm), torch.set_grad_enabled(self.grad != "reinforce"):
-            seq, action = wm.rssm.imagine(start, act, cfg.imag_horizon)
+            if self._graphs(start["deter"]):
+                seq, action = self._imagine_graphed(wm, start)
+            else:
+                seq, action = wm.rssm.imagine(start, act, cfg.imag_horizon)
             feat = wm.rssm.feat(seq)                                   # [H+1, N, F]
             reward = wm.heads["reward"](feat).squeeze(-1)              # mode of Normal(., 1)
             if cfg.pred_discount:
@@ -129,6 +134,22 @@ class ActorCritic(nn.Module):
             imag_reward=reward.detach().mean(), imag_return=target.detach().mean(),
         )
         return loss_actor, loss_critic, metrics
+
+    def _graphs(self, like: Tensor) -> bool:
+        c = self.cfg
+        return (c.cuda_graphs and like.is_cuda and c.precision == "fp32"
+                and self.grad == "reinforce")
+
+    def _imagine_graphed(self, wm: nn.Module, start: State) -> tuple[State, Tensor]:
+        """The no-gradient rollout as a replayed CUDA graph; the loss then runs the actor again
+        on the detached features (as the plain path does), outside the graph."""
+        if self.graphed_imagine is None:
+            def rollout(start: State) -> tuple[State, Tensor]:
+                with frozen(wm), torch.no_grad():
+                    return wm.rssm.imagine(start, lambda f: self.policy(f).sample(),
+                                           self.cfg.imag_horizon)
+            self.graphed_imagine = Graphed(rollout)
+        return self.graphed_imagine(start)
 
     @torch.no_grad()
     def update_slow(self) -> None:

@@ -278,6 +278,10 @@ class Config:
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of updates and acting. bf16: matmuls and convolutions under bf16 autocast;
     the recurrent state, norms, distributions, KL, losses and weights stay fp32."""
+    cuda_graphs: bool = False
+    """On a GPU, replay the imagination rollout of REINFORCE actors (no gradients through it) as
+    a CUDA graph: the same kernels with one launch (blast_core/graphs.py). Read only on CUDA,
+    in fp32, with the reinforce gradient; the samples differ from eager ones, not their law."""
 
     def __post_init__(self) -> None:
         unknown = set(self.grad_heads) - {"decoder", "reward", "discount"}

@@ -215,6 +215,21 @@ def test_one_update_with_the_made_ar_prior(env):
     assert any(not torch.equal(before[k], after[k]) for k in actor)
 
 
+def test_cuda_graphs_setting_changes_nothing_off_gpu():
+    # The graphed rollout is a CUDA-only path (checked on a GPU by benchmarks/gpu_graphs_check.py);
+    # elsewhere the setting must leave the update exactly as it is.
+    metrics, states = [], []
+    for graphs in (False, True):
+        agent, batch = build("bn", **{"cuda_graphs": graphs})
+        torch.manual_seed(1)
+        metrics.append(agent.update(batch))
+        states.append(agent.state_dict())
+        assert agent.behavior.graphed_imagine is None
+    assert metrics[0] == metrics[1]
+    for key, value in states[0].items():
+        torch.testing.assert_close(states[1][key], value, rtol=0, atol=0, msg=key)
+
+
 @pytest.mark.parametrize("rung,ar_net", [("dv2", "gru"), ("ar_prior", "gru"), ("ar_prior", "made")])
 def test_world_model_overfits_a_fixed_batch(rung, ar_net):
     agent, batch = build(rung, **{"model_opt.lr": 3e-3, "rssm.ar_net": ar_net})
