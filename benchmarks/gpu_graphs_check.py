@@ -54,6 +54,7 @@ def check_exact(rung: str, overrides: dict) -> None:
             print(f"{rung}{'/made' if overrides else ''}: graphed == eager ({step})", flush=True)
     finally:
         dists.OneHot.sample = sample
+    behavior.graphed_imagine = None  # captured with the mode above: capture with sampling
     one = behavior._imagine_graphed(wm, flat)[1]
     two = behavior._imagine_graphed(wm, flat)[1]
     assert not torch.equal(one, two), "replays drew the same actions"
