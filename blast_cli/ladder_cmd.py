@@ -39,11 +39,12 @@ class Executor(StrEnum):
     submitit_local = "submitit-local"
 
 
-Gpus = Annotated[str | None, typer.Option("--gpus", help="GPUs to use, e.g. 0,1 (default: CPU).")]
-PerGpu = Annotated[int, typer.Option("--per-gpu", help="Runs packed on each GPU at once.")]
-Workers = Annotated[
-    int | None, typer.Option("--workers", help="Concurrent CPU runs (without --gpus; default 1).")
-]
+Gpus = Annotated[str | None, typer.Option(
+    "--gpus", help="GPUs to use: 0,1, all or none (default: all visible, else CPU workers).")]
+PerGpu = Annotated[int | None, typer.Option(
+    "--per-gpu", help="Runs packed on each GPU at once (default: 4, at most one per core).")]
+Workers = Annotated[int | None, typer.Option(
+    "--workers", help="Concurrent CPU runs, no GPU (default without GPUs: one per 2 cores).")]
 MaxRetries = Annotated[
     int, typer.Option("--max-retries", help="Relaunch a crashed or failed run up to R times.")
 ]
@@ -53,6 +54,8 @@ ExecutorOpt = Annotated[
 Partition = Annotated[str | None, typer.Option("--partition", help="SLURM partition.")]
 TimeMin = Annotated[int, typer.Option("--time-min", help="SLURM time limit per job (minutes).")]
 GpusPerJob = Annotated[int, typer.Option("--gpus-per-job", help="SLURM GPUs per job (0: CPU).")]
+CpusPerJob = Annotated[int | None, typer.Option(
+    "--cpus-per-job", help="SLURM CPU cores of each job (split among its runs).")]
 RunsPerJob = Annotated[
     int | None, typer.Option("--runs-per-job", help="Runs packed in one SLURM job.")
 ]
@@ -64,7 +67,7 @@ NoProgress = Annotated[bool, typer.Option("--no-progress", help="Event lines, no
 Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name.")]
 
 
-def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: int,
+def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: int | None,
                workers: int | None, threads: int | None, max_retries: int, stale_after: float,
                no_progress: bool, executor: Executor = Executor.local,
                slurm: dict | None = None) -> Execution:
@@ -74,9 +77,14 @@ def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: i
     if max_retries < 0:
         raise BlastError(f"--max-retries must be >= 0, got {max_retries}")
     opts = SlurmOptions(**(slurm or {}))
-    if opts.time_min < 1 or opts.gpus_per_job < 0 or (opts.runs_per_job or 1) < 1:
-        raise BlastError("--time-min and --runs-per-job must be >= 1, --gpus-per-job >= 0")
+    if (opts.time_min < 1 or opts.gpus_per_job < 0
+            or any(n is not None and n < 1 for n in (opts.runs_per_job, opts.cpus_per_job))):
+        raise BlastError("--time-min, --runs-per-job and --cpus-per-job must be >= 1, "
+                         "--gpus-per-job >= 0")
     root = results_root(results)
+    if executor != Executor.local:
+        # A job's GPUs and cores are SLURM's (--gpus-per-job): look at none here.
+        gpus, per_gpu = gpus or "none", per_gpu or 1
     place = placement(gpus, per_gpu, workers, threads)
     return Execution(root, db_url(db, root), place, max_retries, stale_after, executor.value, opts,
                      live=False if no_progress else None)
@@ -100,7 +108,7 @@ def run_ladder(
     results: run_cmd.Results = None,
     db: run_cmd.Db = None,
     gpus: Gpus = None,
-    per_gpu: PerGpu = 1,
+    per_gpu: PerGpu = None,
     workers: Workers = None,
     threads: run_cmd.Threads = None,
     max_retries: MaxRetries = 1,
@@ -108,6 +116,7 @@ def run_ladder(
     partition: Partition = None,
     time_min: TimeMin = 24 * 60,
     gpus_per_job: GpusPerJob = 1,
+    cpus_per_job: CpusPerJob = None,
     runs_per_job: RunsPerJob = None,
     wait: Wait = False,
     stale_after: StaleAfter = STALE_AFTER_S,
@@ -117,7 +126,7 @@ def run_ladder(
     if seeds < 1:
         raise BlastError(f"--seeds must be >= 1, got {seeds}")
     slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
-                 runs_per_job=runs_per_job, wait=wait)
+                 cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
                     no_progress, executor, slurm)
     specs = grid(env, list(options.rung_list(rungs)), range(seeds), preset, experiment, steps,
@@ -133,7 +142,7 @@ def run_recipe(
     results: run_cmd.Results = None,
     db: run_cmd.Db = None,
     gpus: Gpus = None,
-    per_gpu: PerGpu = 1,
+    per_gpu: PerGpu = None,
     workers: Workers = None,
     threads: run_cmd.Threads = None,
     max_retries: MaxRetries = 1,
@@ -141,6 +150,7 @@ def run_recipe(
     partition: Partition = None,
     time_min: TimeMin = 24 * 60,
     gpus_per_job: GpusPerJob = 1,
+    cpus_per_job: CpusPerJob = None,
     runs_per_job: RunsPerJob = None,
     wait: Wait = False,
     stale_after: StaleAfter = STALE_AFTER_S,
@@ -148,7 +158,7 @@ def run_recipe(
 ) -> None:
     """Run every run a recipe names (checked in full before anything is written)."""
     slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
-                 runs_per_job=runs_per_job, wait=wait)
+                 cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
                     no_progress, executor, slurm)
     loaded = recipes.load(recipe)
@@ -166,13 +176,13 @@ def resume(
     experiment: Annotated[
         str | None, typer.Option("--experiment", help="Those of one experiment.")
     ] = None,
-    device: run_cmd.Device = "cpu",
+    device: run_cmd.Device = "auto",
     deterministic: run_cmd.Deterministic = False,
     threads: run_cmd.Threads = None,
     results: run_cmd.Results = None,
     db: run_cmd.Db = None,
     gpus: Gpus = None,
-    per_gpu: PerGpu = 1,
+    per_gpu: PerGpu = None,
     workers: Workers = None,
     max_retries: MaxRetries = 1,
     stale_after: StaleAfter = STALE_AFTER_S,

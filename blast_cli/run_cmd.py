@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
 
-Device = Annotated[str, typer.Option("--device", help="cpu or cuda:K.")]
+Device = Annotated[
+    str, typer.Option("--device", help="auto (a GPU when torch sees one, else cpu), cpu or cuda:K.")
+]
 Deterministic = Annotated[
     bool,
     typer.Option("--deterministic", help="One thread, torch's deterministic algorithms."),
@@ -89,7 +91,7 @@ def run(
     preset: options.Preset = "paper",
     steps: Annotated[int | None, typer.Option("--steps", help="Agent steps of the run.")] = None,
     set_: options.Set = None,
-    device: Device = "cpu",
+    device: Device = "auto",
     deterministic: Deterministic = False,
     experiment: Annotated[str, typer.Option("--experiment", help="Experiment name.")] = "default",
     results: Results = None,
@@ -110,7 +112,7 @@ def run(
 
 def resume(
     run_ids: Annotated[list[str], typer.Argument(help="Run ids: EXPERIMENT/RUN_NAME.")],
-    device: Device = "cpu",
+    device: Device = "auto",
     deterministic: Deterministic = False,
     results: Results = None,
     db: Db = None,

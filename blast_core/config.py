@@ -87,6 +87,8 @@ class RSSMConfig:
     """The AR prior's network: `gru`, BLAST's second GRU stepping over the groups (the paper);
     `made`, a masked MLP over [h, z] with the same factorisation at about one pass per imagined
     step (not the paper's network; blast_core/made.py). Read only when ar_steps > 1."""
+    ar_hidden: int = 0
+    """Units of each of made's two hidden layers; 0 takes `hidden`. Read only with ar_net made."""
     obs_out_norm: Norm = "none"
     """Normalisation of the posterior's hidden layer, per time step (+BN sets `batch`)."""
 
@@ -101,6 +103,8 @@ class RSSMConfig:
         return self.stoch, self.discrete
 
     def __post_init__(self) -> None:
+        if self.ar_hidden < 0:
+            raise ConfigError(f"rssm.ar_hidden={self.ar_hidden} must be >= 0 (0: rssm.hidden)")
         if self.ar_steps < 1 or self.stoch % self.ar_steps:
             raise ConfigError(
                 f"rssm.ar_steps={self.ar_steps} must be >= 1 and divide rssm.stoch={self.stoch}"

@@ -39,7 +39,8 @@ class RSSM(nn.Module):
         self.post_dist = dense(cfg.hidden, stoch)
         ar = cfg.ar_steps > 1
         if ar and cfg.ar_net == "made":
-            self.made = MADEPrior(cfg.deter, cfg.hidden, cfg.ar_steps, stoch // cfg.ar_steps)
+            self.made = MADEPrior(cfg.deter, cfg.ar_hidden or cfg.hidden, cfg.ar_steps,
+                                  stoch // cfg.ar_steps)
         else:
             # With the GRU AR prior the output MLP reads the AR cell's hidden layer, not h.
             self.prior_out = elu_dense(cfg.hidden if ar else cfg.deter, cfg.hidden)

@@ -223,12 +223,15 @@ def _train(cfg: C.Config, ctx: RunContext) -> tuple[str, str | None]:
 
 
 def check_device(device: str) -> str:
-    """`cpu` or `cuda[:K]` for a GPU that exists; a one-line error otherwise."""
+    """`cpu`, `cuda[:K]` for a GPU that exists, or `auto` (cuda:0 when torch sees a GPU, else
+    cpu); a one-line error otherwise."""
+    if device == "auto":
+        device = "cuda:0" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         return device
     match = re.fullmatch(r"cuda(?::(\d+))?", device)
     if not match:
-        raise RunError(f"bad --device {device!r}: use cpu or cuda:K")
+        raise RunError(f"bad --device {device!r}: use auto, cpu or cuda:K")
     if not torch.cuda.is_available():
         raise RunError(f"--device {device}: no CUDA GPU is visible to torch")
     index = int(match.group(1) or 0)

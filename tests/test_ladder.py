@@ -43,6 +43,7 @@ from blast_core.scheduling import (
     slot_env,
 )
 from blast_core.scheduling.jobs import grid, plan
+from blast_core.scheduling.slots import describe, visible_gpus
 from blast_core.store import Store
 from blast_core.store.models import Run
 
@@ -76,6 +77,26 @@ def test_slots_pack_k_runs_per_gpu_and_split_the_cores() -> None:
     assert {s.threads for s in plan_slots(placement(None, 1, 1), cpus=16)} == {16}
     with pytest.raises(BlastError, match="--threads must be >= 1, got 0"):
         placement(None, 1, 2, threads=0)
+
+
+def test_default_placement_is_every_visible_gpu_else_cpu_workers() -> None:
+    auto = placement(None, None, None, visible=4, cpus=32)
+    assert auto == Placement((0, 1, 2, 3), per_gpu=4)  # several small runs on each GPU
+    line = describe(plan_slots(auto, cpus=32))
+    assert line == "4 GPUs (0,1,2,3) x 4 runs each, 2 threads per run"
+    assert placement(None, None, None, visible=8, cpus=16).per_gpu == 2  # at most a run per core
+    assert placement("all", 3, None, visible=2, cpus=16) == Placement((0, 1), per_gpu=3)
+    assert placement("1", None, None, visible=2, cpus=16) == Placement((1,), per_gpu=4)
+    # No GPU seen, --workers, or --gpus none: CPU workers, by default one per two cores.
+    for args in [(None, None, None, 0), (None, None, 8, 4), ("none", None, None, 4)]:
+        cpu = placement(*args[:3], visible=args[3], cpus=16)
+        assert cpu.gpus == () and cpu.workers == 8
+        assert describe(plan_slots(cpu, cpus=16)) == "8 CPU workers, 2 threads per run, no GPU"
+    assert placement(None, None, None, visible=0, cpus=1).workers == 1
+    with pytest.raises(BlastError, match="--workers is for CPU runs"):
+        placement("all", None, 2, visible=2, cpus=16)
+    # This machine, as it is: its own GPUs, or CPU workers when it has none.
+    assert placement(None, None, None).gpus == tuple(range(visible_gpus()))
 
 
 # A stand-in for `blast run` that records what its process received, then ends its run as done.
@@ -278,6 +299,8 @@ def test_a_bad_recipe_is_one_line_and_writes_nothing(
     (["--gpus", "0,x"], "--gpus"),
     (["--workers", "0"], "--workers"),
     (["--gpus", "0", "--workers", "2"], "--per-gpu"),
+    (["--gpus", "all", "--workers", "2"], "--per-gpu"),
+    (["--executor", "submitit-local", "--cpus-per-job", "0"], "--cpus-per-job"),
     (["--rungs", "dv2,nope"], "unknown rung"),
     (["--seeds", "0"], "--seeds"),
     (["--set", "rssm.stoch"], "key=value"),
@@ -300,12 +323,13 @@ def test_bad_options_are_one_line_and_leave_no_database(
 def test_submitit_local_executor_takes_a_tiny_run_to_done(tmp_path: Path) -> None:
     results, url, loc = where(tmp_path)
     done = blast("run-ladder", "--env", ENVS[0], "--rungs", "ar_prior", "--seeds", 1, *TINY,
-                 "--executor", "submitit-local", "--gpus-per-job", 0, "--experiment", "sub",
-                 "--no-progress", *loc)
+                 "--executor", "submitit-local", "--gpus-per-job", 0, "--cpus-per-job", 1,
+                 "--experiment", "sub", "--no-progress", *loc)
     assert done.returncode == 0, done.stderr
     assert "submitted 1 job(s)" in done.stderr
     (run,) = Store.open(url).runs("sub")
     assert run["status"] == "done" and run["step"] == 150 and run["launches"] == 1
+    assert "OMP_NUM_THREADS=1" in (Path(run["run_dir"]) / "worker.log").read_text()
 
 
 def test_a_preempted_submitit_job_is_requeued_and_its_run_resumes(tmp_path: Path) -> None:

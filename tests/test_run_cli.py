@@ -85,6 +85,7 @@ def finished(tmp_path_factory) -> Path:
 def test_minigrid_run_end_to_end(finished):
     run = store(finished).run(RUN_ID)
     assert run["status"] == "done" and run["step"] == 400 and run["env"] == "minigrid:unmodified"
+    assert run["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # --device auto
     rows = metric_rows(finished, RUN_ID)
     assert {"eval_score", "train_score", "model_loss", "kl", "actor_ent"} <= set(rows.name)
     assert not rows.duplicated(["step", "name"]).any()
@@ -185,6 +186,7 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
         (["run", *MINIGRID[:2], "--rung", "nope", "--seed", "0"], "unknown rung"),
         (["run", *MINIGRID, "--set", "rssm.nope=1"], "unknown config key"),
         (["run", *MINIGRID, "--device", "cuda:7"], "--device"),
+        (["run", *MINIGRID, "--device", "tpu"], "use auto, cpu or cuda:K"),
         (["run", *MINIGRID, "--steps", "0"], "--steps"),
         (["resume", "default/nope"], "no run"),
     ],

@@ -14,7 +14,7 @@ from blast_core.errors import BlastError
 from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
 from blast_core.scheduling.jobs import Job, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
-from blast_core.scheduling.slots import Placement, plan_slots
+from blast_core.scheduling.slots import Placement, describe, plan_slots
 from blast_core.scheduling.view import LogView, View, make_view
 from blast_core.store import Store
 
@@ -116,7 +116,9 @@ def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome
         from blast_core import slurm
 
         return slurm.submit(store, jobs, ex, view)
-    scheduler = Scheduler(store, jobs, plan_slots(ex.placement), ex.results,
-                          blast_command(ex.results, ex.db), ex.max_retries, view)
+    slots = plan_slots(ex.placement)
+    view.event(describe(slots))
+    scheduler = Scheduler(store, jobs, slots, ex.results, blast_command(ex.results, ex.db),
+                          ex.max_retries, view)
     states = scheduler.run()
     return Outcome(states, interrupted=bool(scheduler.stop_signal))

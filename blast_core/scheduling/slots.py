@@ -54,32 +54,72 @@ class Slot:
         return f"cpu{self.index}" if self.gpu is None else f"gpu{self.gpu}"
 
 
-def parse_gpus(text: str | None) -> tuple[int, ...]:
-    """`"0,1"` -> (0, 1); None or "" -> ()."""
-    if not text:
+AUTO_PER_GPU = 4
+"""Runs packed on each GPU when --per-gpu is not given (fewer when the cores run out): one
+paper-size run keeps an H200 busy 7-17% of its time and holds under 2.5 GiB (docs/benchmarks.md),
+so one run per GPU would leave it mostly idle."""
+
+
+def parse_gpus(text: str | None) -> tuple[int, ...] | None:
+    """`"0,1"` -> (0, 1); "none" or "cpu" -> (); None or "all" -> None (every visible GPU)."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    if text.strip().lower() in ("", "none", "cpu"):
         return ()
     try:
         gpus = tuple(int(g) for g in text.split(","))
     except ValueError:
-        raise PlacementError(f"--gpus expects indices like 0,1, got {text!r}") from None
+        raise PlacementError(
+            f"--gpus expects indices like 0,1, all or none, got {text!r}") from None
     if any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
         raise PlacementError(f"--gpus expects distinct indices >= 0, got {text!r}")
     return gpus
 
 
-def placement(gpus: str | None, per_gpu: int, workers: int | None,
-              threads: int | None = None) -> Placement:
-    """Validate the scheduling options into a Placement (a one-line error on bad input)."""
+def visible_gpus() -> int:
+    """CUDA GPUs this process sees (CUDA_VISIBLE_DEVICES applies; 0 with a CPU build of torch)."""
+    import torch  # here: the CLI's other commands start without it
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def placement(gpus: str | None, per_gpu: int | None, workers: int | None,
+              threads: int | None = None, *, visible: int | None = None,
+              cpus: int | None = None) -> Placement:
+    """Validate the scheduling options into a Placement (a one-line error on bad input).
+
+    Without --gpus and --workers every GPU this process sees is used, AUTO_PER_GPU runs on each
+    (at most one run per core); with no GPU, or --workers, or --gpus none, runs go to CPU workers
+    (default: one per two cores). `visible` and `cpus` stand for the machine's counts."""
+    cpus = cpus or os.cpu_count() or 1
     parsed = parse_gpus(gpus)
-    if per_gpu < 1:
+    if per_gpu is not None and per_gpu < 1:
         raise PlacementError(f"--per-gpu must be >= 1, got {per_gpu}")
     if workers is not None and workers < 1:
         raise PlacementError(f"--workers must be >= 1, got {workers}")
-    if parsed and workers is not None:
-        raise PlacementError("--workers is for CPU runs; with --gpus use --per-gpu")
     if threads is not None and threads < 1:
         raise PlacementError(f"--threads must be >= 1, got {threads}")
-    return Placement(parsed, per_gpu, workers or 1, threads)
+    if workers is not None and (parsed or (gpus is not None and parsed is None)):
+        raise PlacementError("--workers is for CPU runs; with --gpus use --per-gpu")
+    if parsed is None:
+        parsed = () if workers is not None else tuple(
+            range(visible_gpus() if visible is None else visible))
+    if not parsed:
+        return Placement((), per_gpu or 1, workers or max(1, cpus // 2), threads)
+    auto = max(1, min(AUTO_PER_GPU, cpus // len(parsed)))
+    return Placement(parsed, per_gpu or auto, 1, threads)
+
+
+def describe(slots: list[Slot]) -> str:
+    """One line for the start of a command: where its runs go."""
+    threads = sorted({s.threads for s in slots})
+    each = f"{'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''} per run"
+    gpus = sorted({s.gpu for s in slots if s.gpu is not None})
+    if not gpus:
+        return f"{len(slots)} CPU worker{'s' if len(slots) > 1 else ''}, {each}, no GPU"
+    per = len(slots) // len(gpus)
+    return (f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({','.join(map(str, gpus))}) x "
+            f"{per} run{'s' if per > 1 else ''} each, {each}")
 
 
 def plan_slots(place: Placement, cpus: int | None = None) -> list[Slot]:
