@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ from blast_core.scheduling import (
     slot_env,
 )
 from blast_core.scheduling.jobs import grid, plan
+from blast_core.scheduling.ladder import Execution, paper_on_cpu
 from blast_core.scheduling.slots import describe, visible_gpus
 from blast_core.store import Store
 from blast_core.store.models import Run
@@ -97,6 +99,14 @@ def test_default_placement_is_every_visible_gpu_else_cpu_workers() -> None:
         placement("all", None, 2, visible=2, cpus=16)
     # This machine, as it is: its own GPUs, or CPU workers when it has none.
     assert placement(None, None, None).gpus == tuple(range(visible_gpus()))
+
+
+def test_paper_size_runs_on_cpu_workers_get_a_note() -> None:
+    paper, tiny = (grid([ENVS[0]], ["dv2"], [0], preset, "x") for preset in ("paper", "tiny"))
+    cpu = Execution(Path("r"), "sqlite://", placement(None, None, None, visible=0, cpus=2))
+    gpu = Execution(Path("r"), "sqlite://", placement(None, None, None, visible=1, cpus=2))
+    assert paper_on_cpu(paper, cpu) and not paper_on_cpu(tiny, cpu)
+    assert not paper_on_cpu(paper, gpu) and not paper_on_cpu(paper, replace(cpu, executor="slurm"))
 
 
 # A stand-in for `blast run` that records what its process received, then ends its run as done.
