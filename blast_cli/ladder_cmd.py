@@ -213,21 +213,22 @@ def _store(results: str | None, db: str | None) -> Store:
 
 def status(
     experiment: Annotated[str | None, typer.Option("--experiment", help="One experiment.")] = None,
+    watch: Annotated[float | None, typer.Option(
+        "--watch", help="Redraw every S seconds until no run is queued or running.")] = None,
     results: run_cmd.Results = None,
     db: run_cmd.Db = None,
     stale_after: StaleAfter = STALE_AFTER_S,
 ) -> None:
     """The env x rung x seed matrix of each experiment: states, progress and last scores."""
     store = _store(results, db)
-    mark_crashed(store, experiment, stale_after)
-    tables = S.status_tables(store, experiment)
-    console = _console()
-    if not tables:
-        console.print("no runs yet: start some with blast run-ladder or blast run-recipe")
-    for name, table, counts in tables:
-        console.print(f"[bold]{name}[/]  (cells: state, progress, last {S.SCORE})")
-        console.print(table)
-        console.print(counts)
+    if watch is not None:
+        try:
+            S.watch(store, experiment, watch, _console(), stale_after)
+        except KeyboardInterrupt:
+            pass  # stopping the watch is not an error
+        return
+    view, _ = S.render(store, experiment, stale_after)
+    _console().print(view)
 
 
 def ls(results: run_cmd.Results = None, db: run_cmd.Db = None) -> None:

@@ -24,6 +24,7 @@ from ladder_helpers import (
     TINY,
     blast,
     blast_here,
+    cli_env,
     dump,
     ladder_end_to_end,
     running_with_checkpoint,
@@ -257,6 +258,28 @@ def test_crash_detection_by_lock_pid_and_heartbeat(tmp_path: Path) -> None:
     assert "no heartbeat" in store.run("x/far_stale")["error"]
     for fd in held:
         os.close(fd)
+
+
+def test_status_watch_follows_runs_until_none_is_queued_or_running(tmp_path: Path) -> None:
+    results, url, loc = where(tmp_path)
+    store = Store.open(url)
+    for rung in ("dv2", "bn"):
+        store.upsert_run(f"w/a__{rung}__tiny__s0", experiment="w", env="minigrid:unmodified",
+                         rung=rung, seed=0, preset="tiny", config={}, run_dir=str(tmp_path))
+    store.set_status("w/a__dv2__tiny__s0", "running")  # this test's process: alive
+    out = tmp_path / "watch.txt"
+    with out.open("w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "blast_cli", "status", "--watch", "0.1",
+                                 *loc], stdout=f, stderr=subprocess.STDOUT, env=cli_env())
+    wait_for(lambda: "1 running" in out.read_text(), timeout=60, what="the first table")
+    assert proc.poll() is None  # one run running and one queued: still watching
+    store.set_status("w/a__dv2__tiny__s0", "done")
+    wait_for(lambda: "1 done" in out.read_text(), timeout=60, what="the next table")
+    store.set_status("w/a__bn__tiny__s0", "cancelled")  # nothing queued or running any more
+    assert proc.wait(timeout=60) == 0
+    text = out.read_text()
+    assert text.count("--- ") == 3  # printed again only when it changed
+    assert text.rstrip().endswith("a__tiny__s0  done  cancelled\n2 runs: 1 cancelled  1 done")
 
 
 # --- recipes and bad input -----------------------------------------------------------------------

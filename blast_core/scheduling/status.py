@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -74,6 +76,51 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
             latest = store.latest_metrics([SCORE], experiment=name)
             out.append((name, matrix(runs, latest), counts_line(runs)))
     return out
+
+
+def render(store: Store, experiment: str | None, stale_after: float) -> tuple[Group, bool]:
+    """The status tables of one or every experiment, and whether any of their runs is still
+    queued or running (after marking dead ones crashed)."""
+    from blast_core.scheduling.crash import mark_crashed  # crash imports nothing of this module
+
+    mark_crashed(store, experiment, stale_after)
+    parts: list[Any] = []
+    for name, table, counts in status_tables(store, experiment):
+        parts += [Text.from_markup(f"[bold]{name}[/]  (cells: state, progress, last {SCORE})"),
+                  table, counts]
+    if not parts:
+        parts = [Text("no runs yet: start some with blast run-ladder or blast run-recipe")]
+    active = any(r["status"] in ("queued", "running") for r in store.runs(experiment))
+    return Group(*parts), active
+
+
+def watch(store: Store, experiment: str | None, every: float, console: Console,
+          stale_after: float) -> None:
+    """Redraw the status every `every` seconds until no run is queued or running (or Ctrl-C).
+    On a terminal the tables are redrawn in place; into a file or pipe they are printed again,
+    under a timestamp, only when they changed."""
+    if every <= 0:
+        raise BlastError(f"--watch takes seconds > 0, got {every}")
+    view, active = render(store, experiment, stale_after)
+    if console.is_terminal:
+        with Live(view, console=console, auto_refresh=False) as live:
+            while active:
+                time.sleep(every)
+                view, active = render(store, experiment, stale_after)
+                live.update(view, refresh=True)
+        return
+    last = None
+    while True:
+        with console.capture() as capture:
+            console.print(view)
+        if capture.get() != last:
+            last = capture.get()
+            console.print(f"--- {time.strftime('%H:%M:%S')}", style="dim")
+            console.print(view, soft_wrap=True)
+        if not active:
+            return
+        time.sleep(every)
+        view, active = render(store, experiment, stale_after)
 
 
 def experiments_table(store: Store) -> Table:
