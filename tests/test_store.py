@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from blast_core.store import Store, StoreError, db_url
+from blast_core.store import engine as E
 from blast_core.store.engine import current_revision, head_revision, make_engines, migrate
 
 
@@ -133,6 +134,32 @@ def test_bad_database_urls_are_one_line_errors(tmp_path: Path) -> None:
         Store.open("mysql://x/y")
     with pytest.raises(StoreError, match="cannot open the database"):
         Store.open("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_sqlite_uses_wal_locally_and_the_rollback_journal_on_a_network_filesystem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    mounts = ("/dev/sda1 / ext4 rw 0 0\nserver:/home /home nfs4 rw 0 0\n"
+              "/dev/sdb1 /home/me/fast\\040disk xfs rw 0 0\n")
+    assert E.filesystem(Path("/home/me/results"), mounts) == "nfs4"
+    assert E.filesystem(Path("/home/me/fast disk/results"), mounts) == "xfs"
+    assert E.filesystem(Path("/homework"), mounts) == "ext4"  # a prefix, not a parent
+    assert E.filesystem(tmp_path) not in E.NETWORK_FS  # this machine: a local disk
+
+    def mode(store: Store) -> str:
+        with store._write.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+
+    assert mode(Store.open(f"sqlite:///{tmp_path / 'local' / 'blast.db'}")) == "wal"
+    assert capsys.readouterr().err == ""
+    # No NFS mount here: the lookup stands in for one.
+    monkeypatch.setattr(E, "filesystem", lambda path, mounts=None: "nfs4")
+    for _ in range(2):
+        store = Store.open(f"sqlite:///{tmp_path / 'nfs' / 'blast.db'}")
+        add_run(store)
+        assert mode(store) == "delete" and store.run(add_run(store))["status"] == "queued"
+    err = capsys.readouterr().err
+    assert err.count("warning: the SQLite database") == 1 and "PostgreSQL --db" in err
 
 
 def test_db_url_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

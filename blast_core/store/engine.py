@@ -8,11 +8,18 @@ Concurrency design (why no run ever fails on "database is locked"):
   SQLite cannot upgrade a stale read snapshot; an immediate one waits in the busy handler instead;
 - the busy timeout is a minute, and `retrying` retries a write a few times more with backoff.
 PostgreSQL needs none of this; schema migrations take an advisory lock there.
+
+WAL keeps its index in shared memory, so every process must be on one host and the file on a
+local filesystem (sqlite.org/wal.html). A database on a network filesystem (an NFS home on a
+cluster) falls back to the rollback journal, which relies on the filesystem's own locks, and
+says so once per process: a shared PostgreSQL `--db` is the safe choice there.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +36,11 @@ WRITE_ATTEMPTS = 8
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant: PostgreSQL sessions migrating the schema queue on this advisory lock.
 PG_MIGRATION_LOCK = 0xB1A57
+
+NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs",
+                        "glusterfs", "fuse.glusterfs", "ceph", "fuse.ceph", "fuse.sshfs", "9p",
+                        "afs", "panfs", "wekafs"})
+_warned: set[str] = set()
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -59,9 +71,45 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
     raise StoreError(f"unsupported database {backend!r} in {url!r}: use sqlite or postgresql")
 
 
+def filesystem(path: Path, mounts: str | None = None) -> str:
+    """The type of the filesystem that holds `path` (the longest mount point above it, from
+    /proc/mounts or `mounts` in its format); "" when unknown (no /proc: not Linux)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return ""
+    path, best, kind = Path(os.path.realpath(path)), -1, ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = Path(fields[1].replace("\\040", " "))
+        if (point == path or point in path.parents) and len(point.parts) > best:
+            best, kind = len(point.parts), fields[2]
+    return kind
+
+
+def journal_mode(database: Path) -> str:
+    """WAL on a local filesystem; the rollback journal (with a warning) on a network one."""
+    kind = filesystem(database.parent)
+    if kind not in NETWORK_FS:
+        return "WAL"
+    if str(database) not in _warned:
+        _warned.add(str(database))
+        print(f"warning: the SQLite database {database} is on a network filesystem ({kind}): "
+              "WAL mode cannot work there, so it uses the rollback journal, which is only as "
+              "safe as the filesystem's locks; for runs on many hosts give a PostgreSQL --db",
+              file=sys.stderr)
+    return "DELETE"
+
+
 def _sqlite_engines(url) -> tuple[Engine, Engine]:
+    mode = "WAL"
     if url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        database = Path(url.database).expanduser()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        mode = journal_mode(database)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
@@ -69,7 +117,7 @@ def _sqlite_engines(url) -> tuple[Engine, Engine]:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own is deferred).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA journal_mode={mode}")
         cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         # NORMAL is durable across process crashes in WAL mode; only a power cut can lose the
         # last commits, which a resumed run rewrites anyway.
