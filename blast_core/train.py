@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -217,18 +218,28 @@ def to_device(tree: Any, device: str) -> Any:
     return tree
 
 
-class Speed:
-    """Agent steps and updates per second of wall time since the previous log row."""
+SPEED_METRICS = ("steps_per_s", "updates_per_s", "peak_mem_mb")
+"""The metrics of the machine, not of the run: two runs with the same seed differ only in them."""
 
-    def __init__(self, step: int, updates: int) -> None:
-        self.mark = (time.perf_counter(), step, updates)
+
+class Speed:
+    """Agent steps and updates per second of wall time since the previous log row, and the peak
+    memory of this process so far (`peak_mem_mb`: the GPU's allocator on CUDA, else resident
+    memory), what a run needs when choosing --per-gpu or --workers."""
+
+    def __init__(self, step: int, updates: int, device: str = "cpu") -> None:
+        self.mark, self.device = (time.perf_counter(), step, updates), device
 
     def rates(self, step: int, updates: int) -> dict[str, float]:
         then, step0, updates0 = self.mark
         self.mark = (now := time.perf_counter(), step, updates)
         seconds = max(now - then, 1e-9)
+        if self.device.startswith("cuda"):
+            peak = torch.cuda.max_memory_reserved(self.device) / 2**20
+        else:  # Linux reports ru_maxrss in KiB
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
         return {"steps_per_s": (step - step0) / seconds,
-                "updates_per_s": (updates - updates0) / seconds}
+                "updates_per_s": (updates - updates0) / seconds, "peak_mem_mb": peak}
 
 
 # --- the run's state -----------------------------------------------------------------------------
@@ -357,7 +368,7 @@ def train(
     tracker = Tracker(run.store, run.run_id, cfg.env.action_repeat)
     try:
         _restore(s, ckpts, run)
-        speed, score = Speed(s.step, s.updates), None
+        speed, score = Speed(s.step, s.updates, s.device), None
         while s.step < sched.steps:
             if run.stop.signum:
                 _save(s, ckpts, tracker, run)

@@ -16,6 +16,7 @@ import torch
 
 from blast_core.checkpoint import Checkpoints
 from blast_core.store import Store
+from blast_core.train import SPEED_METRICS
 
 MINIGRID = ["--env", "minigrid:unmodified", "--rung", "ar_prior", "--seed", "0", "--preset", "tiny"]
 RUN_ID = "default/minigrid.unmodified__ar_prior__tiny__s0"
@@ -55,7 +56,7 @@ def store(root: Path) -> Store:
 
 def metric_rows(root: Path, run_id: str):
     frame = store(root).metrics_frame()
-    frame = frame[(frame.run_id == run_id) & ~frame.name.isin(["steps_per_s", "updates_per_s"])]
+    frame = frame[(frame.run_id == run_id) & ~frame.name.isin(SPEED_METRICS)]
     return frame.sort_values(["step", "name"])[["step", "frames", "name", "value"]].reset_index(
         drop=True
     )
@@ -89,6 +90,9 @@ def test_minigrid_run_end_to_end(finished):
     rows = metric_rows(finished, RUN_ID)
     assert {"eval_score", "train_score", "model_loss", "kl", "actor_ent"} <= set(rows.name)
     assert not rows.duplicated(["step", "name"]).any()
+    frame = store(finished).metrics_frame()
+    peak = frame[(frame.run_id == RUN_ID) & (frame.name == "peak_mem_mb")].value
+    assert len(peak) and peak.min() > 100  # torch alone takes more (MiB)
     directory = finished / RUN_ID
     assert (directory / "config.yaml").exists() and (directory / "run.json").exists()
     assert sorted(p.name for p in (directory / "checkpoints").iterdir()) == [

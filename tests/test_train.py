@@ -12,6 +12,7 @@ from blast_core import envs
 from blast_core.checkpoint import Checkpoints
 from blast_core.store import Store
 from blast_core.train import (
+    SPEED_METRICS,
     Driver,
     Interrupted,
     Mean,
@@ -60,7 +61,7 @@ class StopAt:
 
 def rows(store: Store, run_id: str):
     frame = store.metrics_frame()
-    frame = frame[(frame.run_id == run_id) & ~frame.name.isin(["steps_per_s", "updates_per_s"])]
+    frame = frame[(frame.run_id == run_id) & ~frame.name.isin(SPEED_METRICS)]
     return frame.sort_values(["step", "name"])[["step", "frames", "name", "value"]].reset_index(
         drop=True
     )

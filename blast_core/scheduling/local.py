@@ -215,7 +215,7 @@ class Scheduler:
     def _refresh(self) -> None:
         mine = set(self.run_ids)
         rows = [r for r in self.store.runs() if r["id"] in mine]
-        latest = self.store.latest_metrics(["eval_score", "steps_per_s"])
+        latest = self.store.latest_metrics(["eval_score", "steps_per_s", "peak_mem_mb"])
         where = {a.job.run_id: a.slot.label for a in self.active.values()}
         self.view.refresh(rows, latest, where)
 

@@ -52,11 +52,12 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
 
 
 def run_table(rows: list[dict], latest: dict[str, dict], where: dict[str, str]) -> Table:
-    """One line per run, active ones first: state, slot, launches, step, steps/s, last score."""
+    """One line per run, active ones first: state, slot, launches, step, steps/s, peak memory,
+    last score."""
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name, justify in (("run", "left"), ("state", "left"), ("slot", "left"),
                           ("launch", "right"), ("step", "right"), ("steps/s", "right"),
-                          ("score", "right")):
+                          ("MiB", "right"), ("score", "right")):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")
     for row in sorted(rows, key=lambda r: (ORDER.index(r["status"]), r["id"])):
         total = ((row.get("config") or {}).get("schedule") or {}).get("steps")
@@ -64,7 +65,8 @@ def run_table(rows: list[dict], latest: dict[str, dict], where: dict[str, str]) 
         metrics = latest.get(row["id"], {})
         table.add_row(row["name"], Text(row["status"], style=STYLE[row["status"]]),
                       where.get(row["id"], ""), str(row.get("launches") or 0), step,
-                      _fmt(metrics.get("steps_per_s"), ".1f"), _fmt(metrics.get("eval_score")))
+                      _fmt(metrics.get("steps_per_s"), ".1f"),
+                      _fmt(metrics.get("peak_mem_mb"), ".0f"), _fmt(metrics.get("eval_score")))
     return table
 
 
