@@ -83,21 +83,23 @@ def test_slots_pack_k_runs_per_gpu_and_split_the_cores() -> None:
 
 
 def test_default_placement_is_every_visible_gpu_else_cpu_workers() -> None:
-    auto = placement(None, None, None, visible=4, cpus=32)
-    assert auto == Placement((0, 1, 2, 3), per_gpu=4)  # several small runs on each GPU
-    line = describe(plan_slots(auto, cpus=32))
+    def auto(gpus=None, per_gpu=None, workers=None, visible=4, cpus=32, gpu_mib=81_559):
+        return placement(gpus, per_gpu, workers, visible=visible, cpus=cpus, gpu_mib=gpu_mib)
+
+    assert auto() == Placement((0, 1, 2, 3), per_gpu=4)  # several small runs on each GPU
+    line = describe(plan_slots(auto(), cpus=32))
     assert line == "4 GPUs (0,1,2,3) x 4 runs each, 2 threads per run"
-    assert placement(None, None, None, visible=8, cpus=16).per_gpu == 2  # at most a run per core
-    assert placement("all", 3, None, visible=2, cpus=16) == Placement((0, 1), per_gpu=3)
-    assert placement("1", None, None, visible=2, cpus=16) == Placement((1,), per_gpu=4)
+    assert auto(visible=8, cpus=16).per_gpu == 2  # at most a run per core
+    assert auto(gpu_mib=8_192).per_gpu == 2 and auto(gpu_mib=2_048).per_gpu == 1  # and per 3 GiB
+    assert auto("all", 3, visible=2).per_gpu == 3  # a given K is never capped
+    assert auto("1", visible=2) == Placement((1,), per_gpu=4)
     # No GPU seen, --workers, or --gpus none: CPU workers, by default one per two cores.
-    for args in [(None, None, None, 0), (None, None, 8, 4), ("none", None, None, 4)]:
-        cpu = placement(*args[:3], visible=args[3], cpus=16)
+    for cpu in [auto(visible=0, cpus=16), auto(workers=8, cpus=16), auto("none", cpus=16)]:
         assert cpu.gpus == () and cpu.workers == 8
         assert describe(plan_slots(cpu, cpus=16)) == "8 CPU workers, 2 threads per run, no GPU"
-    assert placement(None, None, None, visible=0, cpus=1).workers == 1
+    assert auto(visible=0, cpus=1).workers == 1
     with pytest.raises(BlastError, match="--workers is for CPU runs"):
-        placement("all", None, 2, visible=2, cpus=16)
+        auto("all", workers=2)
     # This machine, as it is: its own GPUs, or CPU workers when it has none.
     assert placement(None, None, None).gpus == tuple(range(visible_gpus()))
 
@@ -105,7 +107,7 @@ def test_default_placement_is_every_visible_gpu_else_cpu_workers() -> None:
 def test_paper_size_runs_on_cpu_workers_get_a_note() -> None:
     paper, tiny = (grid([ENVS[0]], ["dv2"], [0], preset, "x") for preset in ("paper", "tiny"))
     cpu = Execution(Path("r"), "sqlite://", placement(None, None, None, visible=0, cpus=2))
-    gpu = Execution(Path("r"), "sqlite://", placement(None, None, None, visible=1, cpus=2))
+    gpu = Execution(Path("r"), "sqlite://", placement(None, 1, None, visible=1, cpus=2))
     assert paper_on_cpu(paper, cpu) and not paper_on_cpu(tiny, cpu)
     assert not paper_on_cpu(paper, gpu) and not paper_on_cpu(paper, replace(cpu, executor="slurm"))
 

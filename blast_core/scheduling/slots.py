@@ -9,6 +9,7 @@ unless `--threads` sets each run's count.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 
 from blast_core.errors import BlastError
@@ -58,6 +59,9 @@ AUTO_PER_GPU = 4
 """Runs packed on each GPU when --per-gpu is not given (fewer when the cores run out): one
 paper-size run keeps an H200 busy 7-17% of its time and holds under 2.5 GiB (docs/benchmarks.md),
 so one run per GPU would leave it mostly idle."""
+RUN_GPU_MIB = 3 * 1024
+"""GPU memory a run is given when packing by default: a paper-size update peaks under 2.5 GiB,
+plus the CUDA context. An 8 GiB GPU then takes 2 runs; K is capped, never raised, by it."""
 
 
 def parse_gpus(text: str | None) -> tuple[int, ...] | None:
@@ -83,14 +87,27 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def smallest_gpu_mib() -> int | None:
+    """Memory of this machine's smallest GPU in MiB (nvidia-smi); None when it cannot be asked.
+    Asked without CUDA, so that the scheduler holds no CUDA context on any GPU."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+        return min(int(float(x)) for x in out.split())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
 def placement(gpus: str | None, per_gpu: int | None, workers: int | None,
               threads: int | None = None, *, visible: int | None = None,
-              cpus: int | None = None) -> Placement:
+              cpus: int | None = None, gpu_mib: int | None = None) -> Placement:
     """Validate the scheduling options into a Placement (a one-line error on bad input).
 
     Without --gpus and --workers every GPU this process sees is used, AUTO_PER_GPU runs on each
-    (at most one run per core); with no GPU, or --workers, or --gpus none, runs go to CPU workers
-    (default: one per two cores). `visible` and `cpus` stand for the machine's counts."""
+    (at most one run per core and per RUN_GPU_MIB of the smallest GPU); with no GPU, or
+    --workers, or --gpus none, runs go to CPU workers (default: one per two cores). `visible`,
+    `cpus` and `gpu_mib` stand for the machine's counts (by default they are asked)."""
     cpus = cpus or os.cpu_count() or 1
     parsed = parse_gpus(gpus)
     if per_gpu is not None and per_gpu < 1:
@@ -106,8 +123,11 @@ def placement(gpus: str | None, per_gpu: int | None, workers: int | None,
             range(visible_gpus() if visible is None else visible))
     if not parsed:
         return Placement((), per_gpu or 1, workers or max(1, cpus // 2), threads)
-    auto = max(1, min(AUTO_PER_GPU, cpus // len(parsed)))
-    return Placement(parsed, per_gpu or auto, 1, threads)
+    if per_gpu is None:
+        mib = gpu_mib or smallest_gpu_mib()
+        per_gpu = max(1, min(AUTO_PER_GPU, cpus // len(parsed),
+                             mib // RUN_GPU_MIB if mib else AUTO_PER_GPU))
+    return Placement(parsed, per_gpu, 1, threads)
 
 
 def describe(slots: list[Slot]) -> str:
