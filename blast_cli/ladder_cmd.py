@@ -42,7 +42,7 @@ class Executor(StrEnum):
 Gpus = Annotated[str | None, typer.Option(
     "--gpus", help="GPUs to use: 0,1, all or none (default: all visible, else CPU workers).")]
 PerGpu = Annotated[int | None, typer.Option(
-    "--per-gpu", help="Runs packed on each GPU at once (default: 4, at most one per core).")]
+    "--per-gpu", help="Runs packed on each GPU at once (default: 4, fewer by cores and memory).")]
 Workers = Annotated[int | None, typer.Option(
     "--workers", help="Concurrent CPU runs, no GPU (default without GPUs: one per 2 cores).")]
 MaxRetries = Annotated[
