@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from blast_cli.options import rung_list
@@ -40,7 +41,7 @@ def _stats_table(table) -> Table:
     for col in ("family", "", "estimate", "95% CI", "seeds", "tasks", "warning"):
         out.add_column(col, justify="right" if col in ("estimate", "seeds") else "left")
     for _, r in table.iterrows():
-        out.add_row(r["family"], r["label"], f"{r['estimate']:.3g}",
+        out.add_row(r["family"], escape(r["label"]), f"{r['estimate']:.3g}",
                     f"[{r['ci_low']:.3g}, {r['ci_high']:.3g}]", str(r["seeds"]), r["tasks"],
                     f"[red]{r['warning']}[/red]" if r["warning"] else "")
     return out
@@ -74,6 +75,11 @@ def report(
         typer.Option("--rungs", help="Only these comma-separated rungs, in drawing order, as "
                      "run-ladder takes them (default: the whole ladder)."),
     ] = None,
+    compare_settings: Annotated[
+        bool,
+        typer.Option("--compare-settings", help="Draw runs made with other --steps/--set "
+                     "settings as bars and curves of their own beside their rung's."),
+    ] = False,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap replications.")] = 2000,
     results: Results = None,
     db: Db = None,
@@ -83,6 +89,7 @@ def report(
         raise BlastError("give exactly one of --figure N or --stats")
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
                                preset=preset, settings=settings, reps=reps,
+                               compare_settings=compare_settings,
                                rungs=rung_list(rungs) if rungs is not None else None)
     number = int(figure.value) if figure is not None else None
     if number == 2:  # the environments themselves: no database needed

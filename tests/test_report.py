@@ -303,6 +303,36 @@ def test_runs_made_with_other_settings_are_not_more_seeds(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_compare_settings_draws_each_kind_of_run_beside_its_rung(tmp_path):
+    base = ladder_rows(envs=VARIANTS[:1], rungs=["dv2", "ar_prior"], seeds=3)
+    variant = base[base["rung"] == "ar_prior"].assign(run_id=lambda d: d["run_id"] + "__0a1b2c3d",
+                                                      value=lambda d: d["value"] + 100)
+    with Store.open(db_url(results=tmp_path)) as store:
+        write_rows(store, base, steps=30000)
+        write_rows(store, variant, steps=30000, overrides={"rssm.ar_net": "made"})
+        opts = build.ReportOptions(compare_settings=True)
+        bars3, curves6, table = (build.build(n, store, opts) for n in (3, 6, None))
+        with pytest.raises(BlastError, match="--settings .* or --compare-settings .*not both"):
+            build.build(3, store, build.ReportOptions(settings="", compare_settings=True))
+        with pytest.raises(BlastError, match="not figure 5"):
+            build.build(5, store, opts)
+    made = "ar_prior [rssm.ar_net=made]"  # steps=30000, shared by every run, is left out
+    assert list(bars3.table["rung"]) == ["dv2", "ar_prior", made]
+    assert list(bars3.table["label"]) == ["DV2", "+AR", "+AR [rssm.ar_net=made]"]
+    cells = bars3.table.set_index("rung")
+    assert cells.loc[made, "n"] == cells.loc["ar_prior", "n"] == 3
+    assert cells.loc[made, "mean"] == pytest.approx(cells.loc["ar_prior", "mean"] + 100)
+    legend = bars3.figure.axes[0].get_legend()
+    assert len({p.get_facecolor() for p in legend.get_patches()}) == 3  # not its rung's colour
+    assert set(curves6.table["rung"]) == {"dv2", "ar_prior", made}
+    poi = table.table[table.table["kind"] == "poi"].set_index("rung")
+    assert poi.loc[made, "versus"] == "ar_prior" and poi.loc[made, "estimate"] == 1.0
+    proc = blast("report", "--stats", "--compare-settings", "--results", str(tmp_path),
+                 "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert "P(+AR [rssm.ar_net=made] > +AR)" in proc.stdout  # brackets are not rich markup
+
+
 def test_rung_filter_lays_out_only_the_rungs_asked_for(tmp_path):
     rows = ladder_rows(envs=VARIANTS[:2], rungs=["dv2", "bn", "ar_prior"], seeds=2)
     with Store.open(db_url(results=tmp_path)) as store:

@@ -58,10 +58,22 @@ class ReportOptions:
     rungs: tuple[str, ...] | None = None
     """Only these rungs, in this order (None: the whole ladder): a figure of a subset
     experiment then shows and lists just the rungs that were run."""
+    compare_settings: bool = False
+    """Runs of one rung made with other `--steps`/`--set` settings become bars and curves of
+    their own (`ar_prior [rssm.ar_net=made]` beside `ar_prior`), and --stats compares each with
+    its rung's own runs, instead of the experiment being refused as mixed."""
 
     def ladder(self) -> tuple[str, ...]:
         """The rungs a ladder figure lays out."""
         return self.rungs or LADDER_IDS
+
+    def series(self, runs: pd.DataFrame) -> list[str]:
+        """What a ladder figure lays out: the ladder's rungs, or with `compare_settings` each
+        rung and variant present in `runs`, in the ladder's order."""
+        if not self.compare_settings:
+            return list(self.ladder())
+        keys = [k for k in runs["rung"] if frames.series_rung(k) in self.ladder()]
+        return frames.order_series(keys, self.ladder())
 
 
 @dataclass
@@ -116,6 +128,13 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
     # with --steps or --set of its own is another experiment, not another seed.
     runs = runs.assign(settings=[settings_label(o, s) for o, s in
                                  zip(runs["overrides"], runs["steps"], strict=True)])
+    if opts.compare_settings:
+        if opts.settings is not None:
+            raise BlastError("give --settings (one kind of run) or --compare-settings (each kind "
+                             "its own bars), not both")
+        distinct = frames.distinct_settings(list(runs["settings"]))
+        return runs.assign(rung=[frames.series_key(r, s) for r, s in
+                                 zip(runs["rung"], distinct, strict=True)])
     return _one_kind(runs, "settings", opts.settings, opts.experiment, "run settings",
                      "--settings (the quoted text; '' for none)")
 
@@ -149,7 +168,10 @@ def load_metrics(source: RunSource, runs: pd.DataFrame, names: list[str]) -> pd.
     """The metric rows of exactly `runs`."""
     parts = [source.metrics_frame(e, names) for e in sorted(set(runs["experiment"]))]
     metrics = pd.concat(parts, ignore_index=True)
-    return metrics[metrics["run_id"].isin(set(runs["run_id"]))]
+    metrics = metrics[metrics["run_id"].isin(set(runs["run_id"]))]
+    # The series each run is drawn in (its rung, or its rung and settings): the runs' own.
+    return metrics.assign(rung=metrics["run_id"].map(dict(zip(runs["run_id"], runs["rung"],
+                                                             strict=True))))
 
 
 def _ylabel(fam: str, metric: str) -> str:
@@ -179,7 +201,7 @@ def ladder_bars(source: RunSource, opts: ReportOptions, fam: str, number: int) -
     runs = load_runs(source, opts, fam)
     metrics = load_metrics(source, runs, [opts.metric])
     final = frames.final_scores(metrics, opts.metric, opts.last)
-    grid = frames.cells(frames.order_envs(runs["env"]), opts.ladder())
+    grid = frames.cells(frames.order_envs(runs["env"]), opts.series(runs))
     summary = frames.summarize_final(final, grid)
     rule = frames.final_rule_text(opts.last)
     fig, table = figures.bar_figure(
@@ -215,14 +237,15 @@ def latent_only_bars(source: RunSource, opts: ReportOptions) -> Report:
 def learning_curves(source: RunSource, opts: ReportOptions, fam: str, number: int) -> Report:
     """Figures 6 (MiniGrid) and 7 (DMC): evaluation score against env frames per task."""
     runs = load_runs(source, opts, fam)
-    runs = runs[runs["rung"].isin(opts.ladder())]
+    series = opts.series(runs)
+    runs = runs[runs["rung"].isin(series)]
     metrics = load_metrics(source, runs, [opts.metric])
     width = opts.bin if opts.bin is not None else frames.auto_bin_width(metrics, opts.metric)
     curves = frames.bin_curves(metrics, opts.metric, width)
     rule = frames.bin_rule_text(width)
     envs = frames.order_envs(runs["env"])
     fig, table = figures.curve_figure(
-        curves, envs, opts.ladder(), title=f"Figure {number}: {FAMILY_NAMES[fam]} training curves "
+        curves, envs, series, title=f"Figure {number}: {FAMILY_NAMES[fam]} training curves "
         f"({opts.metric})", ylabel=_ylabel(fam, opts.metric), caption=f"{opts.experiment}: {rule}",
     )
     return Report(f"figure{number}", fig, table, [rule, *_no_rows_note(metrics, opts.metric)])
@@ -334,6 +357,9 @@ def build(number: int | None, source: RunSource | None, opts: ReportOptions) -> 
         return ladder_statistics(source, opts)
     if number not in makers:
         raise BlastError(f"unknown figure {number}; valid: {', '.join(map(str, FIGURES))}")
+    if opts.compare_settings and number in (2, 5, 8):
+        raise BlastError("--compare-settings draws figures 3, 4, 6 and 7 and --stats, "
+                         f"not figure {number}")
     return makers[number]()
 
 

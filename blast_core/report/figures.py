@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import textwrap
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
-from blast_core.config import RUNGS
-from blast_core.report.frames import env_label
+from blast_core.report.frames import env_label, series_label
 
 # One colour per rung in every figure (seaborn's "deep" palette, colour-blind safe in order).
 RUNG_COLORS = {
@@ -36,11 +36,23 @@ RUNG_COLORS = {
 }
 
 
+# Variants of a rung (`--compare-settings`) take colours of another palette (ColorBrewer's Dark2).
+VARIANT_COLORS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
+
+
 def rung_label(rung: str, labels: dict[str, str] | None = None) -> str:
-    """The paper's label of a rung, unless the figure renames it."""
+    """The paper's label of a rung (or a variant of one), unless the figure renames it."""
     if labels and rung in labels:
         return labels[rung]
-    return RUNGS[rung].label if rung in RUNGS else rung
+    return series_label(rung)
+
+
+def rung_color(key: str, keys: Sequence[str] = ()) -> str:
+    """A rung's colour; the variants among `keys` take VARIANT_COLORS in their order."""
+    if key in RUNG_COLORS:
+        return RUNG_COLORS[key]
+    variants = [k for k in dict.fromkeys(keys) if k not in RUNG_COLORS]
+    return VARIANT_COLORS[variants.index(key) % len(VARIANT_COLORS)] if key in variants else "0.5"
 
 
 def add_caption(fig: Figure, text: str) -> None:
@@ -90,7 +102,7 @@ def bar_figure(
     for rung in rungs:
         cell = drawn[drawn["rung"] == rung]
         have = cell[cell["n"] > 0]
-        color = RUNG_COLORS.get(rung, "0.5")
+        color = rung_color(rung, rungs)
         ax.bar(have["x"], have["mean"], width * 0.92, color=color, label=rung_label(rung, labels))
         spread = have[have["n"] > 1]
         ax.errorbar(spread["x"], spread["mean"], yerr=spread["std"], fmt="none", ecolor="0.15",
@@ -115,8 +127,10 @@ def bar_figure(
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    handles = [Patch(color=RUNG_COLORS.get(r, "0.5"), label=rung_label(r, labels)) for r in rungs]
-    ax.legend(handles=handles, ncol=len(rungs), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+    handles = [Patch(color=rung_color(r, rungs), label=rung_label(r, labels)) for r in rungs]
+    wide = sum(len(h.get_label()) for h in handles) > 80  # variants' labels: one per row
+    ax.legend(handles=handles, ncol=1 if wide else len(rungs), loc="lower center",
+              bbox_to_anchor=(0.5, 1.0),
               frameon=False, fontsize=9)
     fig.suptitle(title, fontsize=11)
     add_caption(fig, caption)
@@ -135,7 +149,7 @@ def _draw_curves(ax, curves: pd.DataFrame, env: str, rungs) -> list[pd.DataFrame
         if c.empty:
             missing.append(rung_label(rung))
             continue
-        color = RUNG_COLORS.get(rung, "0.5")
+        color = rung_color(rung, rungs)
         ax.plot(c["frames"], c["mean"], color=color, linewidth=1.4, label=rung_label(rung),
                 marker="o" if len(c) == 1 else None, markersize=3)
         ax.fill_between(c["frames"], c["mean"] - c["std"], c["mean"] + c["std"], color=color,
@@ -175,7 +189,7 @@ def curve_figure(
             ax.set_xlabel("env frames")
         if i % ncols == 0:
             ax.set_ylabel(ylabel)
-    handles = [Line2D([], [], color=RUNG_COLORS.get(r, "0.5"), linewidth=2, label=rung_label(r))
+    handles = [Line2D([], [], color=rung_color(r, rungs), linewidth=2, label=rung_label(r))
                for r in rungs]
     spare = axes.flat[len(envs):]
     for ax in spare:

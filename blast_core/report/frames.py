@@ -52,6 +52,40 @@ def order_envs(envs: list[str] | pd.Series) -> list[str]:
     return sorted(set(envs), key=lambda e: (rank.get(e, len(rank)), e))
 
 
+def series_key(rung: str, settings: str) -> str:
+    """What one bar or curve shows: a rung, or with `--compare-settings` a rung made with other
+    run settings, e.g. `ar_prior [rssm.ar_net=made]`."""
+    return f"{rung} [{settings}]" if settings else rung
+
+
+def series_rung(key: str) -> str:
+    """`ar_prior [rssm.ar_net=made]` -> `ar_prior`."""
+    return key.split(" [", 1)[0]
+
+
+def series_label(key: str) -> str:
+    """The paper's label of the rung, with the settings of a variant: `+AR [rssm.ar_net=made]`."""
+    rung, _, rest = key.partition(" [")
+    base = RUNGS[rung].label if rung in RUNGS else rung
+    return f"{base} [{rest}" if rest else base
+
+
+def distinct_settings(settings: list[str]) -> list[str]:
+    """Each run's settings without the items every run shares (`steps=30000` when all ran
+    30k steps), so that labels name what differs."""
+    common = set.intersection(*(set(s.split()) for s in settings)) if settings else set()
+    return [" ".join(i for i in s.split() if i not in common) for s in settings]
+
+
+def order_series(keys, rungs=None) -> list[str]:
+    """Unique keys by their rung (in `rungs`' order, default the ladder's); within a rung, by how
+    many settings they change (its own runs first), then by text. The first of each rung is what
+    --stats compares the others with."""
+    rank = {r: i for i, r in enumerate(rungs or RUNGS)}
+    return sorted(set(keys), key=lambda k: (rank.get(series_rung(k), len(rank)),
+                                            len(k.split()) - 1, k))
+
+
 def final_rule_text(last: int) -> str:
     """The final-score rule in words, printed with every bar figure."""
     return (
@@ -113,7 +147,7 @@ def summarize_final(final: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     out = grid.merge(stats.reset_index(), on=["env", "rung"], how="left")
     out["n"] = out["n"].fillna(0).astype(int)
     out["seeds"] = out["seeds"].fillna("")
-    out.insert(2, "label", [RUNGS[r].label if r in RUNGS else r for r in out["rung"]])
+    out.insert(2, "label", [series_label(r) for r in out["rung"]])
     return out
 
 
@@ -146,6 +180,6 @@ def bin_curves(metrics: pd.DataFrame, metric: str, width: float) -> pd.DataFrame
         mean="mean", std="std", n="size"
     )
     out = out.reset_index()
-    out.insert(2, "label", [RUNGS[r].label if r in RUNGS else r for r in out["rung"]])
+    out.insert(2, "label", [series_label(r) for r in out["rung"]])
     out.insert(3, "frames", out.pop("bin") * width)
     return out

@@ -18,19 +18,22 @@ the MiniGrid variants share one score scale and the DMC tasks the natural [0, 10
 from __future__ import annotations
 
 import contextlib
+import textwrap
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from blast_core.config import LADDER_IDS, RUNGS
-from blast_core.report.figures import RUNG_COLORS, add_caption, rung_label
-from blast_core.report.frames import FAMILY_NAMES, family, order_envs
+from blast_core.config import LADDER_IDS
+from blast_core.report.figures import add_caption, rung_color, rung_label
+from blast_core.report.frames import FAMILY_NAMES, family, order_envs, order_series, series_rung
 
 MIN_SEEDS = 5
 """Fewer seeds per task than this and a number gets a warning (rliable's advice: CIs widen fast)."""
 
+LABEL_CHARS = 30
+"""Width at which the panels' row labels wrap."""
 COLUMNS = ["family", "kind", "rung", "versus", "label", "estimate", "ci_low", "ci_high", "seeds",
            "tasks", "warning"]
 
@@ -73,11 +76,16 @@ def _warning(seeds: int, tasks: int, total: int, dropped: int) -> str:
 
 
 def _pairs(rungs: list[str]) -> list[tuple[str, str]]:
-    """(rung, the one before it) for adjacent ladder rungs present, and latent only vs +AR."""
+    """(rung, the one before it) for adjacent ladder rungs present, latent only vs +AR, and with
+    `--compare-settings` each other kind of run of a rung vs its first (`order_series`)."""
     ladder = [r for r in LADDER_IDS if r in rungs]
     pairs = list(zip(ladder[1:], ladder[:-1], strict=True))
     if "latent_only" in rungs and "ar_prior" in rungs:
         pairs.append(("latent_only", "ar_prior"))
+    first = {}
+    for key in rungs:  # in order_series' order
+        first.setdefault(series_rung(key), key)
+    pairs += [(k, first[series_rung(k)]) for k in rungs if k != first[series_rung(k)]]
     return pairs
 
 
@@ -88,7 +96,7 @@ def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0) -> pd.
 
     final = final[[family(e) == fam for e in final["env"]]]
     tasks = order_envs(final["env"])
-    rungs = [r for r in RUNGS if (final["rung"] == r).any()]
+    rungs = order_series(final["rung"])
     mats = {r: score_matrix(final, r, tasks) for r in rungs}
     rows = []
     with _seeded(seed):
@@ -126,11 +134,11 @@ def ladder_stats(final: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.Dat
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
 
 
-def _interval_rows(ax, part: pd.DataFrame) -> None:
+def _interval_rows(ax, part: pd.DataFrame, keys: list[str]) -> None:
     """One row per estimate: the 95 % interval as a bar, the point as a black tick and dot."""
     y = np.arange(len(part))[::-1]
     for yi, (_, row) in zip(y, part.iterrows(), strict=True):
-        color = RUNG_COLORS.get(row["rung"], "0.5")
+        color = rung_color(row["rung"], keys)
         ax.barh(yi, row["ci_high"] - row["ci_low"], left=row["ci_low"], height=0.6, color=color,
                 alpha=0.55)
         # The tick and dot stay visible when the interval is a point (e.g. P = 0 with 1 seed).
@@ -143,7 +151,8 @@ def _interval_rows(ax, part: pd.DataFrame) -> None:
     if part.empty:
         ax.text(0.5, 0.5, "n/a: needs two adjacent rungs", transform=ax.transAxes, ha="center",
                 va="center", color="0.4")
-    ax.set_yticks(y, part["label"])
+    # Variants' labels (`--compare-settings`) are long: wrapped, they leave the panel its width.
+    ax.set_yticks(y, [textwrap.fill(label, LABEL_CHARS) for label in part["label"]], fontsize=9)
     ax.set_ylim(-0.6, len(part) - 0.4)
     if not part.empty:  # pad by hand: barh's sticky edges defeat ax.margins
         lo, hi = part["ci_low"].min(), part["ci_high"].max()
@@ -158,16 +167,20 @@ def stats_figure(stats: pd.DataFrame, caption: str, xlabels: dict[str, str]) -> 
     `xlabels` maps a family to the unit of its scores (e.g. `return`).
     """
     fams = list(dict.fromkeys(stats["family"]))
-    fig = Figure(figsize=(10, 3.0 * len(fams) + 0.8), layout="constrained")
+    lines = [textwrap.fill(label, LABEL_CHARS).count("\n") + 1 for label in stats["label"]]
+    rows = max(stats.groupby(["family", "kind"]).size().max() if len(stats) else 1, 1)
+    height = max(3.0, 0.45 * rows * max(lines, default=1) + 1.2)
+    fig = Figure(figsize=(10, height * len(fams) + 0.8), layout="constrained")
     axes = fig.subplots(len(fams), 2, squeeze=False)
     for (ax_iqm, ax_poi), fam in zip(axes, fams, strict=True):
         part = stats[stats["family"] == fam]
-        _interval_rows(ax_iqm, part[part["kind"] == "iqm"])
-        _interval_rows(ax_poi, part[part["kind"] == "poi"])
+        keys = list(part[part["kind"] == "iqm"]["rung"])  # one colour per rung in both panels
+        _interval_rows(ax_iqm, part[part["kind"] == "iqm"], keys)
+        _interval_rows(ax_poi, part[part["kind"] == "poi"], keys)
         name = FAMILY_NAMES.get(fam, fam)
         ax_iqm.set_title(f"{name}: IQM of the final score, 95% CI", fontsize=10)
         ax_iqm.set_xlabel(xlabels.get(fam, "score"))
-        ax_poi.set_title(f"{name}: P(rung improves on the one before), 95% CI", fontsize=10)
+        ax_poi.set_title(f"{name}: P(improvement), 95% CI", fontsize=10)
         ax_poi.set_xlabel("probability of improvement")
         ax_poi.axvline(0.5, color="0.4", linestyle="--", linewidth=1)
         ax_poi.set_xlim(-0.04, 1.04)
