@@ -61,7 +61,8 @@ class ReportOptions:
     compare_settings: bool = False
     """Runs of one rung made with other `--steps`/`--set` settings become bars and curves of
     their own (`ar_prior [rssm.ar_net=made]` beside `ar_prior`), and --stats compares each with
-    its rung's own runs, instead of the experiment being refused as mixed."""
+    its rung's first kind (`frames.order_series`), instead of the experiment being refused as
+    mixed. Only the rungs and kinds present are laid out."""
 
     def ladder(self) -> tuple[str, ...]:
         """The rungs a ladder figure lays out."""
