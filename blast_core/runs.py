@@ -184,6 +184,11 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options)
     device = check_device(options.device)
     directory = run_directory(root, spec.run_id)
     with _locked(directory, spec.run_id), Store.open(db) as store:
+        before = store.run(spec.run_id) or {}
+        if before.get("step") and before.get("device") not in (None, device):
+            options.say(f"note: {spec.run_id} ran on {before['device']} up to step "
+                        f"{before['step']} and continues on {device}: resume is exact on one "
+                        "device only, so later numbers differ from an uninterrupted run's")
         store.upsert_run(spec.run_id, experiment=spec.experiment, env=spec.env, rung=spec.rung,
                          seed=spec.seed, preset=spec.preset, config=T.to_dict(cfg),
                          run_dir=str(directory.resolve()), overrides=spec.override_dict(),

@@ -125,6 +125,16 @@ def test_dmc_run_end_to_end(tmp_path):
     assert {"model_loss", "actor_loss"} <= set(rows.name)
 
 
+def test_a_run_continued_on_another_device_says_so(finished, tmp_path):
+    root = tmp_path / "moved"
+    shutil.copytree(finished, root)
+    store(root).set_status(RUN_ID, "interrupted", device="cuda:0")  # as if it ran on a GPU
+    resumed = blast(root, "resume", RUN_ID, "--device", "cpu")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"note: {RUN_ID} ran on cuda:0 up to step 400 and continues on cpu" in resumed.stderr
+    assert store(root).run(RUN_ID)["device"] == "cpu"
+
+
 def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(finished, tmp_path):
     proc = start(tmp_path, "run", *MINIGRID, "--deterministic")
     wait_for_checkpoint(tmp_path / RUN_ID / "checkpoints", proc)
@@ -133,7 +143,7 @@ def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(fini
     assert store(tmp_path).run(RUN_ID)["status"] == "running"  # left for crash detection
     resumed = blast(tmp_path, "resume", RUN_ID, "--deterministic")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed" in resumed.stderr
+    assert "resumed" in resumed.stderr and "note:" not in resumed.stderr  # the same device
     assert store(tmp_path).run(RUN_ID)["step"] == 400
     a, b = metric_rows(finished, RUN_ID), metric_rows(tmp_path, RUN_ID)
     assert not b.duplicated(["step", "name"]).any()
