@@ -180,7 +180,10 @@ def curve_figure(
     """
     ncols = min(len(envs), 3)
     nrows = -(-len(envs) // ncols)
-    fig = Figure(figsize=(4.0 * ncols + 1.2, 3.0 * nrows + 0.8), layout="constrained")
+    # Variants' labels (`--compare-settings`) are long: wrapped, in a wider figure.
+    labels = [textwrap.fill(rung_label(r), 26) for r in rungs]
+    extra = 1.6 if any("\n" in label for label in labels) else 0.0
+    fig = Figure(figsize=(4.0 * ncols + 1.2 + extra, 3.0 * nrows + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     drawn = []
     for i, (ax, env) in enumerate(zip(axes.flat, envs, strict=False)):
@@ -189,8 +192,8 @@ def curve_figure(
             ax.set_xlabel("env frames")
         if i % ncols == 0:
             ax.set_ylabel(ylabel)
-    handles = [Line2D([], [], color=rung_color(r, rungs), linewidth=2, label=rung_label(r))
-               for r in rungs]
+    handles = [Line2D([], [], color=rung_color(r, rungs), linewidth=2, label=label)
+               for r, label in zip(rungs, labels, strict=True)]
     spare = axes.flat[len(envs):]
     for ax in spare:
         ax.axis("off")
