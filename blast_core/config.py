@@ -89,6 +89,10 @@ class RSSMConfig:
     step (not the paper's network; blast_core/made.py). Read only when ar_steps > 1."""
     ar_hidden: int = 0
     """Units of each of made's two hidden layers; 0 takes `hidden`. Read only with ar_net made."""
+    ar_direct: bool = False
+    """made's direct connections: a masked linear map from the groups before i to group i's
+    logits, beside the hidden layers (MADE's direct input-output connections). Read only with
+    ar_net made."""
     obs_out_norm: Norm = "none"
     """Normalisation of the posterior's hidden layer, per time step (+BN sets `batch`)."""
 

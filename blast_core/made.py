@@ -18,6 +18,12 @@ Half of each layer's units have degree 0 (they see h only: every group, the firs
 at least half the width); the rest are spread evenly over degrees 1..S-1. Units are ordered by
 degree, so a degree is a contiguous block and group i's inputs are a prefix of each layer.
 
+Degrees never fall along a path, so z_{i-1} reaches group i's logits only through the units of
+degree i in both layers: (hidden/2)/(S-1) of them, 4 or 5 at the `cpu` preset, 20 at the
+paper's MiniGrid size. `direct=True` (`rssm.ar_direct`) adds MADE's direct connections, a masked
+linear map z -> logits (group j feeds group i when j < i), so every earlier group reaches group
+i's logits through a full weight block, not only through that narrow band of units.
+
 Teacher forcing is one masked pass over all groups. Sampling computes each block once, when the
 groups it reads are known: in total about one pass, instead of S passes of the network.
 """
@@ -31,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blast_core.dists import OneHot
-from blast_core.nets import dense
+from blast_core.nets import dense, init_
 from blast_core.perf import fast_path
 
 
@@ -46,18 +52,23 @@ def degrees(units: int, groups: int) -> Tensor:
 class MADEPrior(nn.Module):
     """Prior logits over `groups` groups of `group_size` (= variables × classes) each, from h."""
 
-    def __init__(self, deter: int, hidden: int, groups: int, group_size: int):
+    def __init__(self, deter: int, hidden: int, groups: int, group_size: int,
+                 direct: bool = False):
         super().__init__()
         self.deter, self.groups, self.width = deter, groups, group_size
         self.prior_in = dense(deter + groups * group_size, hidden)
         self.prior_out = dense(hidden, hidden)
         self.prior_dist = dense(hidden, groups * group_size)
+        # No bias: prior_dist's is the logits' bias.
+        n = groups * group_size
+        self.prior_direct = init_(nn.Linear(n, n, bias=False)) if direct else None
         d = degrees(hidden, groups)
         group = torch.arange(groups).repeat_interleave(group_size)  # of each z column / logit
         # Masks are derived from the config, so checkpoints do not hold them.
         self.register_buffer("mask_in", (group[None] < d[:, None]).float(), False)
         self.register_buffer("mask_out", (d[None] <= d[:, None]).float(), False)
         self.register_buffer("mask_dist", (d[None] <= group[:, None]).float(), False)
+        self.register_buffer("mask_direct", (group[None] < group[:, None]).float(), False)
         # ends[i]: units of degree <= i, the prefix of each hidden layer that group i reads.
         self.ends = [int((d <= i).sum()) for i in range(groups)]
 
@@ -66,7 +77,10 @@ class MADEPrior(nn.Module):
         w_h, w_z = self.prior_in.weight[:, :self.deter], self.prior_in.weight[:, self.deter:]
         x = F.elu(F.linear(h, w_h, self.prior_in.bias) + F.linear(teacher, w_z * self.mask_in))
         x = F.elu(F.linear(x, self.prior_out.weight * self.mask_out, self.prior_out.bias))
-        return F.linear(x, self.prior_dist.weight * self.mask_dist, self.prior_dist.bias).float()
+        logits = F.linear(x, self.prior_dist.weight * self.mask_dist, self.prior_dist.bias)
+        if self.prior_direct is not None:
+            logits = logits + F.linear(teacher, self.prior_direct.weight * self.mask_direct)
+        return logits.float()
 
     def sample(self, h: Tensor, classes: int, sample: bool = True) -> tuple[Tensor, Tensor]:
         """Groups drawn one after another: logits and straight-through samples, [N, S·width]."""
@@ -91,21 +105,28 @@ class MADEPrior(nn.Module):
 
         Activations are kept feature-major ([units, N]) so that a block is a run of rows and a
         layer's known prefix grows without copying; `pending` holds the first layer's
-        pre-activations of the blocks still to come, with the z's drawn so far added in."""
+        pre-activations of the blocks still to come, with the z's drawn so far added in, and
+        `direct` the later groups' direct-connection terms, likewise."""
         w_in, w_out, w_dist = self.prior_in.weight, self.prior_out.weight, self.prior_dist.weight
         b_in, b_out = self.prior_in.bias[:, None], self.prior_out.bias[:, None]  # feature-major
         b_dist = self.prior_dist.bias
         pending = torch.addmm(b_in, w_in[:, :self.deter], h.t())          # [hidden, N]
         x_in, x_out = _Rows(pending), _Rows(pending)
-        start = 0
+        direct, start, width = None, 0, self.width
         for i, end in enumerate(self.ends):
             x_in.add(F.elu(pending[:end - start]))
             x_out.add(F.elu(torch.addmm(b_out[start:end], w_out[start:end, :end], x_in.rows)))
-            rows = slice(i * self.width, (i + 1) * self.width)
-            yield F.linear(x_out.rows.t(), w_dist[rows, :end], b_dist[rows]).float()
+            rows = slice(i * width, (i + 1) * width)
+            logits = F.linear(x_out.rows.t(), w_dist[rows, :end], b_dist[rows])
+            yield (logits if direct is None else logits + direct[:width].t()).float()
             if i + 1 < self.groups:
-                z_cols = w_in[end:, self.deter + i * self.width:self.deter + (i + 1) * self.width]
+                cols = slice(i * width, (i + 1) * width)
+                z_cols = w_in[end:, self.deter + cols.start:self.deter + cols.stop]
                 pending = torch.addmm(pending[end - start:], z_cols, stochs[-1].t())
+                if self.prior_direct is not None:
+                    w_direct = self.prior_direct.weight[cols.stop:, cols]
+                    direct = (w_direct @ stochs[-1].t() if direct is None
+                              else torch.addmm(direct[width:], w_direct, stochs[-1].t()))
             start = end
 
 

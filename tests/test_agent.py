@@ -24,22 +24,29 @@ def build(rung, env=MINIGRID, seed=0, **overrides):
     return Agent(cfg, env[1]), make_batch(cfg, env[1].size, env[1].discrete, seed)
 
 
-def small_ar_rssm(stoch=2, discrete=3, ar_steps=2, ar_net="gru", ar_hidden=0):
+def small_ar_rssm(stoch=2, discrete=3, ar_steps=2, ar_net="gru", ar_hidden=0, ar_direct=False):
     torch.manual_seed(0)
     cfg = RSSMConfig(hidden=8, deter=8, stoch=stoch, discrete=discrete, ar_steps=ar_steps,
-                     ar_net=ar_net, ar_hidden=ar_hidden)
+                     ar_net=ar_net, ar_hidden=ar_hidden, ar_direct=ar_direct)
     return RSSM(cfg, embed=5, actions=2), cfg
 
 
 AR_NETS = pytest.mark.parametrize("ar_net", ["gru", "made"])
 
 
-@pytest.mark.parametrize("ar_net,ar_hidden", [("gru", 0), ("made", 0), ("made", 20)])
-def test_ar_prior_joint_probabilities_sum_to_one(ar_net, ar_hidden):
+@pytest.mark.parametrize("ar_net,ar_hidden,ar_direct",
+                         [("gru", 0, False), ("made", 0, False), ("made", 20, False),
+                          ("made", 0, True)])
+def test_ar_prior_joint_probabilities_sum_to_one(ar_net, ar_hidden, ar_direct):
     # Only true if each group's conditional reads h and the groups before it, nothing after.
-    rssm, cfg = small_ar_rssm(stoch=3, discrete=3, ar_steps=3, ar_net=ar_net, ar_hidden=ar_hidden)
+    rssm, cfg = small_ar_rssm(stoch=3, discrete=3, ar_steps=3, ar_net=ar_net, ar_hidden=ar_hidden,
+                              ar_direct=ar_direct)
     if ar_hidden:
         assert rssm.made.prior_out.weight.shape == (ar_hidden, ar_hidden)
+    if ar_direct:  # the direct map is there and not masked to nothing
+        assert rssm.made.prior_direct.weight.shape == (9, 9)
+        with torch.no_grad():
+            rssm.made.prior_direct.weight.mul_(3)
     deter = torch.randn(4, cfg.deter)
     total = torch.zeros(4)
     for config in itertools.product(range(cfg.discrete), repeat=cfg.stoch):

@@ -65,10 +65,11 @@ def test_fast_update_has_the_plain_losses_and_gradients(rung, env):
 
 @pytest.mark.parametrize("stoch,ar_steps", [(4, 4), (4, 2)], ids=["one_per_group", "two"])
 @pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
-@pytest.mark.parametrize("ar_net", ["gru", "made"])
+@pytest.mark.parametrize("ar_net", ["gru", "made", "made_direct"])
 def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, grad, ar_net):
     torch.manual_seed(0)
-    cfg = RSSMConfig(hidden=8, deter=8, stoch=stoch, discrete=5, ar_steps=ar_steps, ar_net=ar_net)
+    cfg = RSSMConfig(hidden=8, deter=8, stoch=stoch, discrete=5, ar_steps=ar_steps,
+                     ar_net=ar_net.removesuffix("_direct"), ar_direct=ar_net.endswith("_direct"))
     rssm = RSSM(cfg, embed=5, actions=2)
     deter = torch.randn(6, 3, 8)
     out = {}
@@ -91,18 +92,21 @@ def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, 
             forced, _ = rssm.prior(deter, teacher=out[False][1].detach())
         (forced * weights).sum().backward()
         grads[plain] = {n: p.grad.clone() for n, p in rssm.named_parameters() if p.grad is not None}
-    first = {"gru": "ar_sample_in.0.weight", "made": "made.prior_in.weight"}[ar_net]
+    first = {"gru": "ar_sample_in.0.weight", "made": "made.prior_in.weight",
+             "made_direct": "made.prior_direct.weight"}[ar_net]
     assert first in grads[False] and grads[True].keys() == grads[False].keys()
     for name, g in grads[True].items():
         torch.testing.assert_close(grads[False][name], g, **CLOSE, msg=name)
 
 
-@pytest.mark.parametrize("ar_net,hidden", [("gru", 10), ("made", 10), ("made", 3)],
-                         ids=["gru", "made", "made_fewer_units_than_groups"])
-def test_fast_ar_sampling_gradients_match_plain(ar_net, hidden):
+@pytest.mark.parametrize("ar_net,hidden,direct", [("gru", 10, False), ("made", 10, False),
+                                                  ("made", 3, False), ("made", 10, True)],
+                         ids=["gru", "made", "made_fewer_units_than_groups", "made_direct"])
+def test_fast_ar_sampling_gradients_match_plain(ar_net, hidden, direct):
     """Imagination with dynamics gradients backpropagates through the straight-through chain of
     groups: the fast sampler must pass the same gradients to h and to the weights."""
-    cfg = RSSMConfig(hidden=hidden, deter=8, stoch=4, discrete=5, ar_steps=4, ar_net=ar_net)
+    cfg = RSSMConfig(hidden=hidden, deter=8, stoch=4, discrete=5, ar_steps=4, ar_net=ar_net,
+                     ar_direct=direct)
     torch.manual_seed(0)
     rssm = RSSM(cfg, embed=5, actions=2)
     base = torch.randn(7, 8)
