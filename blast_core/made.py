@@ -68,7 +68,8 @@ class MADEPrior(nn.Module):
         self.register_buffer("mask_in", (group[None] < d[:, None]).float(), False)
         self.register_buffer("mask_out", (d[None] <= d[:, None]).float(), False)
         self.register_buffer("mask_dist", (d[None] <= group[:, None]).float(), False)
-        self.register_buffer("mask_direct", (group[None] < group[:, None]).float(), False)
+        if direct:
+            self.register_buffer("mask_direct", (group[None] < group[:, None]).float(), False)
         # ends[i]: units of degree <= i, the prefix of each hidden layer that group i reads.
         self.ends = [int((d <= i).sum()) for i in range(groups)]
 
