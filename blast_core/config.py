@@ -13,6 +13,7 @@ Every BLAST switch defaults to off, so `Config()` with the DV2 rung is DreamerV2
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -93,6 +94,11 @@ class RSSMConfig:
     """made's direct connections: a masked linear map from the groups before i to group i's
     logits, beside the hidden layers (MADE's direct input-output connections). Read only with
     ar_net made."""
+    ar_h_share: float = 0.5
+    """Share of made's hidden units of degree 0 (they see h only, and are all that the first
+    group reads); the rest are spread over degrees 1..ar_steps-1, and only degree i carries
+    z_{i-1} to group i (a degree left with no units cuts that link unless ar_direct). Read only
+    with ar_net made."""
     obs_out_norm: Norm = "none"
     """Normalisation of the posterior's hidden layer, per time step (+BN sets `batch`)."""
 
@@ -102,6 +108,11 @@ class RSSMConfig:
         return self.stoch * self.discrete + self.deter
 
     @property
+    def ar_h_units(self) -> int:
+        """made's units of degree 0 in each hidden layer: ar_h_share of them, rounded up."""
+        return math.ceil((self.ar_hidden or self.hidden) * self.ar_h_share - 1e-9)
+
+    @property
     def latent(self) -> tuple[int, int]:
         """(stoch, discrete): the shape of z, whose flattened one-hot groups open feat."""
         return self.stoch, self.discrete
@@ -109,6 +120,8 @@ class RSSMConfig:
     def __post_init__(self) -> None:
         if self.ar_hidden < 0:
             raise ConfigError(f"rssm.ar_hidden={self.ar_hidden} must be >= 0 (0: rssm.hidden)")
+        if not 0 < self.ar_h_share < 1:
+            raise ConfigError(f"rssm.ar_h_share={self.ar_h_share} must be in (0, 1)")
         if self.ar_steps < 1 or self.stoch % self.ar_steps:
             raise ConfigError(
                 f"rssm.ar_steps={self.ar_steps} must be >= 1 and divide rssm.stoch={self.stoch}"

@@ -15,7 +15,8 @@ read the units of degree <= i, so they depend on h and z_<i only:
     prior_dist group i reads units of degree <= i      d <= i
 
 Half of each layer's units have degree 0 (they see h only: every group, the first included, gets
-at least half the width); the rest are spread evenly over degrees 1..S-1. Units are ordered by
+at least half the width; `rssm.ar_h_share` sets the share); the rest are spread evenly over
+degrees 1..S-1. Units are ordered by
 degree, so a degree is a contiguous block and group i's inputs are a prefix of each layer.
 
 Degrees never fall along a path, so z_{i-1} reaches group i's logits only through the units of
@@ -41,9 +42,9 @@ from blast_core.nets import dense, init_
 from blast_core.perf import fast_path
 
 
-def degrees(units: int, groups: int) -> Tensor:
-    """Non-decreasing degree of each unit: the first half 0, the rest spread over 1..groups-1."""
-    first = (units + 1) // 2 if groups > 1 else units
+def degrees(units: int, groups: int, first: int) -> Tensor:
+    """Non-decreasing degree of each unit: the first `first` 0, the rest spread over 1..groups-1."""
+    first = first if groups > 1 else units
     rest = torch.arange(units - first)
     return torch.cat([torch.zeros(first, dtype=torch.long),
                       1 + rest * (groups - 1) // max(units - first, 1)])
@@ -53,7 +54,7 @@ class MADEPrior(nn.Module):
     """Prior logits over `groups` groups of `group_size` (= variables × classes) each, from h."""
 
     def __init__(self, deter: int, hidden: int, groups: int, group_size: int,
-                 direct: bool = False):
+                 direct: bool = False, h_units: int | None = None):
         super().__init__()
         self.deter, self.groups, self.width = deter, groups, group_size
         self.prior_in = dense(deter + groups * group_size, hidden)
@@ -62,7 +63,7 @@ class MADEPrior(nn.Module):
         # No bias: prior_dist's is the logits' bias.
         n = groups * group_size
         self.prior_direct = init_(nn.Linear(n, n, bias=False)) if direct else None
-        d = degrees(hidden, groups)
+        d = degrees(hidden, groups, (hidden + 1) // 2 if h_units is None else h_units)
         group = torch.arange(groups).repeat_interleave(group_size)  # of each z column / logit
         # Masks are derived from the config, so checkpoints do not hold them.
         self.register_buffer("mask_in", (group[None] < d[:, None]).float(), False)

@@ -24,25 +24,30 @@ def build(rung, env=MINIGRID, seed=0, **overrides):
     return Agent(cfg, env[1]), make_batch(cfg, env[1].size, env[1].discrete, seed)
 
 
-def small_ar_rssm(stoch=2, discrete=3, ar_steps=2, ar_net="gru", ar_hidden=0, ar_direct=False):
+def small_ar_rssm(stoch=2, discrete=3, ar_steps=2, ar_net="gru", ar_hidden=0, ar_direct=False,
+                  ar_h_share=0.5):
     torch.manual_seed(0)
     cfg = RSSMConfig(hidden=8, deter=8, stoch=stoch, discrete=discrete, ar_steps=ar_steps,
-                     ar_net=ar_net, ar_hidden=ar_hidden, ar_direct=ar_direct)
+                     ar_net=ar_net, ar_hidden=ar_hidden, ar_direct=ar_direct,
+                     ar_h_share=ar_h_share)
     return RSSM(cfg, embed=5, actions=2), cfg
 
 
 AR_NETS = pytest.mark.parametrize("ar_net", ["gru", "made"])
 
 
-@pytest.mark.parametrize("ar_net,ar_hidden,ar_direct",
-                         [("gru", 0, False), ("made", 0, False), ("made", 20, False),
-                          ("made", 0, True)])
-def test_ar_prior_joint_probabilities_sum_to_one(ar_net, ar_hidden, ar_direct):
+@pytest.mark.parametrize("ar_net,ar_hidden,ar_direct,ar_h_share",
+                         [("gru", 0, False, 0.5), ("made", 0, False, 0.5),
+                          ("made", 20, False, 0.5), ("made", 0, True, 0.5),
+                          ("made", 0, False, 0.75)])
+def test_ar_prior_joint_probabilities_sum_to_one(ar_net, ar_hidden, ar_direct, ar_h_share):
     # Only true if each group's conditional reads h and the groups before it, nothing after.
     rssm, cfg = small_ar_rssm(stoch=3, discrete=3, ar_steps=3, ar_net=ar_net, ar_hidden=ar_hidden,
-                              ar_direct=ar_direct)
+                              ar_direct=ar_direct, ar_h_share=ar_h_share)
     if ar_hidden:
         assert rssm.made.prior_out.weight.shape == (ar_hidden, ar_hidden)
+    if ar_net == "made" and not ar_hidden:  # group i reads the units of degree <= i
+        assert rssm.made.ends == {0.5: [4, 6, 8], 0.75: [6, 7, 8]}[ar_h_share]
     if ar_direct:  # the direct map is there and not masked to nothing
         assert rssm.made.prior_direct.weight.shape == (9, 9)
         with torch.no_grad():

@@ -70,7 +70,8 @@ def test_overrides_are_type_checked_and_ar_steps_follows_stoch():
            ("rssm.foo=1", "unknown config key"), ("rssm=1", "is a section"),
            ("encoder.norm=layer", "is not one of"), ("kl.free_avg=maybe", "true or false"),
            ("grad_heads=decoder,value", "unknown head"), ("rssm.ar_steps=3", "divide"),
-           ("rssm.ar_hidden=-1", "ar_hidden"), ("nokey", "key=value")]
+           ("rssm.ar_hidden=-1", "ar_hidden"), ("rssm.ar_h_share=1", r"ar_h_share=1.0 must"),
+           ("nokey", "key=value")]
     for item, message in bad:
         with pytest.raises(C.ConfigError, match=message):
             C.make_config("minigrid:unmodified", "ar_prior", "paper", T.parse_overrides([item]))

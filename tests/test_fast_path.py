@@ -99,14 +99,17 @@ def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, 
         torch.testing.assert_close(grads[False][name], g, **CLOSE, msg=name)
 
 
-@pytest.mark.parametrize("ar_net,hidden,direct", [("gru", 10, False), ("made", 10, False),
-                                                  ("made", 3, False), ("made", 10, True)],
-                         ids=["gru", "made", "made_fewer_units_than_groups", "made_direct"])
-def test_fast_ar_sampling_gradients_match_plain(ar_net, hidden, direct):
+@pytest.mark.parametrize("ar_net,hidden,direct,h_share",
+                         [("gru", 10, False, 0.5), ("made", 10, False, 0.5),
+                          ("made", 3, False, 0.5), ("made", 10, True, 0.5),
+                          ("made", 10, False, 0.8)],
+                         ids=["gru", "made", "made_fewer_units_than_groups", "made_direct",
+                              "made_h_share"])
+def test_fast_ar_sampling_gradients_match_plain(ar_net, hidden, direct, h_share):
     """Imagination with dynamics gradients backpropagates through the straight-through chain of
     groups: the fast sampler must pass the same gradients to h and to the weights."""
     cfg = RSSMConfig(hidden=hidden, deter=8, stoch=4, discrete=5, ar_steps=4, ar_net=ar_net,
-                     ar_direct=direct)
+                     ar_direct=direct, ar_h_share=h_share)
     torch.manual_seed(0)
     rssm = RSSM(cfg, embed=5, actions=2)
     base = torch.randn(7, 8)
