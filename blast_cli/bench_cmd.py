@@ -89,8 +89,9 @@ def bench(
         Path | None, typer.Option("--json", help="Also write the results to this JSON file.")
     ] = None,
     models: Annotated[
-        bool, typer.Option("--models", help="Time the agent's update (implied by --preset, "
-                           "--env-family, --rung and --set).")
+        bool, typer.Option("--models", help="Time the agent's update and its parts per rung, "
+                           "with FLOPs and the share of the machine's matmul peak (implied by "
+                           "--preset, --env-family, --rung and --set).")
     ] = False,
     preset: Annotated[
         str | None, typer.Option("--preset", "-p", help="paper (default), cpu or tiny.")
@@ -125,8 +126,9 @@ def bench(
     ] = "wall",
     set_: Set = None,
 ) -> None:
-    """Measure throughput (benchmarks are never unit tests). Without --envs: one update of the
-    agent and its parts per rung, FLOPs and the share of the machine's matmul peak."""
+    """Measure one update per rung (--models) or environment steps/s (--envs).
+
+    Benchmarks are never unit tests: docs/benchmarks.md holds the measured numbers."""
     models = models or preset is not None or env_family is not None or bool(rung) or bool(set_)
     if envs == models:
         # A paper-size model benchmark takes long on a small machine: never start it by default.

@@ -31,10 +31,12 @@ from ladder_helpers import (
     start_blast,
     wait_for,
 )
+from rich.console import Console
 from sqlalchemy import update
 
 from blast_core import recipes
 from blast_core.errors import BlastError
+from blast_core.runs import RunSpec
 from blast_core.scheduling import (
     Job,
     Placement,
@@ -44,6 +46,7 @@ from blast_core.scheduling import (
     plan_slots,
     slot_env,
 )
+from blast_core.scheduling import status as S
 from blast_core.scheduling.jobs import grid, plan
 from blast_core.scheduling.ladder import Execution, paper_on_cpu
 from blast_core.scheduling.slots import describe, visible_gpus
@@ -393,3 +396,25 @@ def test_a_preempted_submitit_job_is_requeued_and_its_run_resumes(tmp_path: Path
     assert log.count("=== ") == 2 and "interrupted by signal" in log
     frame = store.metrics_frame("pre")
     assert not frame.duplicated(["run_id", "name", "step"]).any()
+
+
+def test_status_groups_rows_by_options_and_says_what_each_hash_stands_for(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'blast.db'}")
+    specs = [RunSpec.make("minigrid:unmodified", "ar_prior", seed, "tiny", sets, steps, "opts")
+             for sets, steps in [([], None), (["rssm.ar_net=made", "kl.free=0.5"], 300)]
+             for seed in (10, 2)]
+    for spec in specs:
+        store.upsert_run(spec.run_id, experiment="opts", env=spec.env, rung=spec.rung,
+                         seed=spec.seed, preset=spec.preset, config={}, run_dir=str(tmp_path),
+                         overrides=spec.override_dict(), steps=spec.steps)
+    (name, table, footer), = S.status_tables(store, "opts")
+    console = Console(width=200, record=True)
+    console.print(table, footer)
+    lines = console.export_text().splitlines()
+    plain, hashed = specs[1].name, specs[3].name  # seed 2 of each
+    hash_ = hashed.rpartition("__")[2]
+    rows = [line.split()[0] for line in lines[1:5]]
+    assert rows == [n.replace("__ar_prior__", "__") for n in
+                    (plain, specs[0].name, hashed, specs[2].name)]  # s2 before s10, per options
+    assert lines[-2:] == ["options: ", f"  {hash_}  --steps 300 --set kl.free=0.5 "
+                          "--set rssm.ar_net=made"]

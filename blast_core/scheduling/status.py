@@ -52,16 +52,35 @@ def matrix(runs: list[dict[str, Any]], latest: dict[str, dict]) -> Table:
     for run in runs:
         score = latest.get(run["id"], {}).get(SCORE)
         cells.setdefault(row_label(run), {})[run["rung"]] = _cell(run, score)
-    for label in sorted(cells, key=_seed_last):
+    for label in sorted(cells, key=_row_order):
         table.add_row(label, *(cells[label].get(r, Text("-", style="dim")) for r in rungs))
     return table
 
 
-def _seed_last(label: str) -> tuple[str, int]:
-    """Sort rows by env then seed number (s10 after s9)."""
-    head, _, seed = label.rpartition("__s")
-    digits = seed.split("__")[0]
-    return head, int(digits) if digits.isdigit() else 0
+def _row_order(label: str) -> tuple[str, str, int]:
+    """Rows by env and preset, then options, then seed number (s10 after s9)."""
+    head, _, tail = label.rpartition("__s")
+    digits, _, options = tail.partition("__")
+    return head, options, int(digits) if digits.isdigit() else 0
+
+
+def options_legend(runs: list[dict[str, Any]]) -> Text | None:
+    """What each options hash in the row names stands for, as the run's --steps and --set
+    options (None when no run has any)."""
+    legend: dict[str, str] = {}
+    for run in runs:
+        _, _, tail = row_label(run).rpartition("__s")
+        options = tail.partition("__")[2]
+        if options and options not in legend:
+            steps = f"--steps {run['steps']}" if run.get("steps") is not None else ""
+            sets = [f"--set {k}={v}" for k, v in sorted((run.get("overrides") or {}).items())]
+            legend[options] = " ".join([steps] * bool(steps) + sets)
+    if not legend:
+        return None
+    text = Text("options: ", style="bold")
+    for options, what in sorted(legend.items()):
+        text.append(f"\n  {options}  ", style="bold").append(what or "-")
+    return text
 
 
 def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str, Table, Text]]:
@@ -74,7 +93,9 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
         runs = store.runs(name)
         if runs:
             latest = store.latest_metrics([SCORE], experiment=name)
-            out.append((name, matrix(runs, latest), counts_line(runs)))
+            counts, legend = counts_line(runs), options_legend(runs)
+            out.append((name, matrix(runs, latest), counts if legend is None else
+                        Text("\n").join([counts, legend])))
     return out
 
 
