@@ -45,6 +45,9 @@ PerGpu = Annotated[int | None, typer.Option(
     "--per-gpu", help="Runs packed on each GPU at once (default: 4, fewer by cores and memory).")]
 Workers = Annotated[int | None, typer.Option(
     "--workers", help="Concurrent CPU runs, no GPU (default without GPUs: one per 2 cores).")]
+MemPerRun = Annotated[float | None, typer.Option(
+    "--mem-per-run", help="Host memory of one run in GiB, for packing and SLURM's request "
+    "(default: estimated from its replay and model).")]
 MaxRetries = Annotated[
     int, typer.Option("--max-retries", help="Relaunch a crashed or failed run up to R times.")
 ]
@@ -70,12 +73,14 @@ Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name."
 def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: int | None,
                workers: int | None, threads: int | None, max_retries: int, stale_after: float,
                no_progress: bool, executor: Executor = Executor.local,
-               slurm: dict | None = None) -> Execution:
+               slurm: dict | None = None, mem_per_run: float | None = None) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
     from blast_core.slurm import SlurmOptions
 
     if max_retries < 0:
         raise BlastError(f"--max-retries must be >= 0, got {max_retries}")
+    if mem_per_run is not None and not mem_per_run > 0:
+        raise BlastError(f"--mem-per-run takes GiB > 0, got {mem_per_run}")
     opts = SlurmOptions(**(slurm or {}))
     if (opts.time_min < 1 or opts.gpus_per_job < 0
             or any(n is not None and n < 1 for n in (opts.runs_per_job, opts.cpus_per_job))):
@@ -87,7 +92,8 @@ def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: i
         gpus, per_gpu = gpus or "none", per_gpu or 1
     place = placement(gpus, per_gpu, workers, threads)
     return Execution(root, db_url(db, root), place, max_retries, stale_after, executor.value, opts,
-                     live=False if no_progress else None)
+                     live=False if no_progress else None,
+                     mem_per_run=None if mem_per_run is None else round(mem_per_run * 1024))
 
 
 def _finish(outcome: Outcome) -> None:
@@ -112,6 +118,7 @@ def run_ladder(
     workers: Workers = None,
     threads: run_cmd.Threads = None,
     max_retries: MaxRetries = 1,
+    mem_per_run: MemPerRun = None,
     executor: ExecutorOpt = Executor.local,
     partition: Partition = None,
     time_min: TimeMin = 24 * 60,
@@ -128,7 +135,7 @@ def run_ladder(
     slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
                  cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm)
+                    no_progress, executor, slurm, mem_per_run)
     specs = grid(env, list(options.rung_list(rungs)), range(seeds), preset, experiment, steps,
                  list(set_ or []))
     _finish(run_grid(specs, ex))
@@ -146,6 +153,7 @@ def run_recipe(
     workers: Workers = None,
     threads: run_cmd.Threads = None,
     max_retries: MaxRetries = 1,
+    mem_per_run: MemPerRun = None,
     executor: ExecutorOpt = Executor.local,
     partition: Partition = None,
     time_min: TimeMin = 24 * 60,
@@ -160,7 +168,7 @@ def run_recipe(
     slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
                  cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm)
+                    no_progress, executor, slurm, mem_per_run)
     loaded = recipes.load(recipe)
     specs = recipes.specs(loaded, experiment)
     _finish(run_grid(specs, ex, recipe=loaded.text))
@@ -185,6 +193,7 @@ def resume(
     per_gpu: PerGpu = None,
     workers: Workers = None,
     max_retries: MaxRetries = 1,
+    mem_per_run: MemPerRun = None,
     stale_after: StaleAfter = STALE_AFTER_S,
     no_progress: NoProgress = False,
 ) -> None:
@@ -198,7 +207,7 @@ def resume(
     if not (all_ or experiment):
         raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress)
+                    no_progress, mem_per_run=mem_per_run)
     _finish(resume_all(ex, experiment))
 
 

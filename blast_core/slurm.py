@@ -11,12 +11,14 @@ hosts need a shared database: PostgreSQL (`--db postgresql+psycopg://...`).
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blast_core.errors import BlastError
+from blast_core.scheduling import memory
 from blast_core.scheduling.jobs import Job
 from blast_core.scheduling.local import Scheduler, blast_command
 from blast_core.scheduling.slots import Placement, plan_slots
@@ -105,7 +107,15 @@ def check(ex: Execution) -> None:
                          "(SQLite's locking does not work across machines)")
 
 
-def _executor(ex: Execution, opts: SlurmOptions, folder: Path) -> Any:
+def job_mem_mib(ex: Execution, opts: SlurmOptions, configs: list[dict], per_job: int) -> int:
+    """Host memory to ask for each job: the runs it holds at once x one run's (the largest)."""
+    gpu = bool(opts.gpus_per_job)
+    need = ex.mem_per_run or max((memory.run_mib(c, gpu) for c in configs),
+                                 default=memory.BASE_MIB["gpu" if gpu else "cpu"])
+    return min(per_job, pack_placement(opts, ex.placement.per_gpu, per_job).size) * need
+
+
+def _executor(ex: Execution, opts: SlurmOptions, folder: Path, mem_mib: int) -> Any:
     import submitit  # here, not at import: `blast` starts without it
 
     check(ex)
@@ -117,7 +127,7 @@ def _executor(ex: Execution, opts: SlurmOptions, folder: Path) -> Any:
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
     params: dict[str, Any] = dict(time=opts.time_min, gpus_per_node=opts.gpus_per_job or None,
                                   ntasks_per_node=1, signal_delay_s=opts.signal_delay_s,
-                                  job_name="blast")
+                                  job_name="blast", mem=f"{math.ceil(mem_mib / 1024)}G")
     params |= {k: v for k, v in (("partition", opts.partition),
                                  ("cpus_per_task", opts.cpus_per_job),
                                  ("array_parallelism", opts.max_jobs)) if v is not None}
@@ -132,7 +142,10 @@ def submit(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
     opts = ex.slurm or SlurmOptions()
     per_job = opts.runs_per_job or max(1, opts.gpus_per_job) * ex.placement.per_gpu
     folder = Path(opts.folder or Path(ex.results) / "slurm").resolve()
-    executor = _executor(ex, opts, folder)
+    from blast_core.scheduling.ladder import job_configs
+
+    mem_mib = job_mem_mib(ex, opts, job_configs(store, jobs), per_job)
+    executor = _executor(ex, opts, folder, mem_mib)
     packs = [jobs[i: i + per_job] for i in range(0, len(jobs), per_job)]
     results = str(Path(ex.results).resolve())
     with executor.batch():  # one job array
@@ -144,8 +157,8 @@ def submit(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
         ]
     submitted = [str(job.job_id) for job in array]
     shown = ", ".join(submitted[:8]) + (" ..." if len(submitted) > 8 else "")
-    view.event(f"submitted {len(packs)} job(s) of up to {per_job} run(s): {shown}; "
-               f"logs in {folder}")
+    view.event(f"submitted {len(packs)} job(s) of up to {per_job} run(s), "
+               f"{math.ceil(mem_mib / 1024)} GiB of host memory each: {shown}; logs in {folder}")
     if ex.executor == "slurm" and not opts.wait:
         return Outcome({j.run_id: "queued" for j in jobs}, submitted=submitted)
     for job in array:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blast_core.errors import BlastError
+from blast_core.scheduling import memory
 from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
 from blast_core.scheduling.jobs import Job, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
@@ -45,6 +46,9 @@ class Execution:
     slurm: SlurmOptions | None = None
     live: bool | None = None
     """Live table (None: when stderr is a terminal)."""
+    mem_per_run: int | None = None
+    """Host memory of one run in MiB, for packing and for SLURM's request (None: estimated from
+    each run's config, blast_core/scheduling/memory.py)."""
 
 
 @dataclass
@@ -119,6 +123,12 @@ def check_executor(ex: Execution) -> None:
         slurm.check(ex)
 
 
+def job_configs(store: Store, jobs: list[Job]) -> list[dict]:
+    """The resolved configs of the jobs' runs, as the store holds them."""
+    rows = (store.run(job.run_id) or {} for job in jobs)
+    return [row["config"] for row in rows if isinstance(row.get("config"), dict)]
+
+
 def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
     """Run `jobs` with the chosen executor; the outcome lists the jobs' end states."""
     if not jobs:
@@ -128,7 +138,11 @@ def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome
         from blast_core import slurm
 
         return slurm.submit(store, jobs, ex, view)
-    slots = plan_slots(ex.placement)
+    place, note = memory.fit(ex.placement, job_configs(store, jobs), memory.available_mib(),
+                             ex.mem_per_run)
+    if note:
+        view.event(note)
+    slots = plan_slots(place)
     view.event(describe(slots))
     scheduler = Scheduler(store, jobs, slots, ex.results, blast_command(ex.results, ex.db),
                           ex.max_retries, view)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blast_core.errors import BlastError
 
@@ -32,6 +32,8 @@ class Placement:
     threads: int | None = None
     """Torch CPU threads per run; None splits the machine's cores evenly among the slots (set it
     lower when other work shares the machine: oversubscribed OpenMP threads spin)."""
+    auto: bool = field(default=False, compare=False)
+    """The run count was blast's default, not the user's: it may be lowered to fit memory."""
 
     @property
     def size(self) -> int:
@@ -122,12 +124,14 @@ def placement(gpus: str | None, per_gpu: int | None, workers: int | None,
         parsed = () if workers is not None else tuple(
             range(visible_gpus() if visible is None else visible))
     if not parsed:
-        return Placement((), per_gpu or 1, workers or max(1, cpus // 2), threads)
+        return Placement((), per_gpu or 1, workers or max(1, cpus // 2), threads,
+                         auto=workers is None)
+    auto = per_gpu is None
     if per_gpu is None:
         mib = gpu_mib or smallest_gpu_mib()
         per_gpu = max(1, min(AUTO_PER_GPU, cpus // len(parsed),
                              mib // RUN_GPU_MIB if mib else AUTO_PER_GPU))
-    return Placement(parsed, per_gpu, 1, threads)
+    return Placement(parsed, per_gpu, 1, threads, auto=auto)
 
 
 def describe(slots: list[Slot]) -> str:

@@ -1,0 +1,81 @@
+"""Host memory: what one run holds, and how many runs this machine (or SLURM job) holds at once.
+
+A run keeps its whole replay in memory (blast_core/replay.py): every stored step is a (size,
+size, 3) uint8 frame and a few floats, and it stores min(replay.capacity, schedule.steps) of
+them. At the paper's sizes that is ~0.6 GiB for MiniGrid (50,000 steps) and ~11.5 GiB for DMC
+(1e6 steps): four DMC runs per GPU on an 8-GPU node want ~400 GiB of host memory. The rest of a
+run (Python, torch, the model, the environment; the CUDA libraries on a GPU) is taken as
+BASE_MIB. A count of runs blast chose itself is lowered to what fits; a count the user gave is
+kept, with a warning. `--mem-per-run` replaces the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from blast_core.scheduling.slots import Placement
+
+BASE_MIB = {"cpu": 1536, "gpu": 3072}
+"""Host memory of a run besides its replay. CPU: a `cpu`-preset run is ~0.5 GiB resident, and a
+paper-size update peaks at 1.3-2.3 GiB (docs/benchmarks.md). GPU: the CUDA libraries and
+context on the host, ~2-3 GiB (an estimate: not measured on this project's machines)."""
+STEP_EXTRA_BYTES = 64
+"""A stored step besides its frame: action (float32 per action dimension), reward and flags."""
+
+
+def run_mib(config: Mapping[str, Any], gpu: bool = False) -> int:
+    """Host memory of one run (MiB) from its resolved config (the store's dict), on a GPU or a
+    CPU worker."""
+    steps = min(int(config["replay"]["capacity"]), int(config["schedule"]["steps"]))
+    frame = int(config["env"]["size"]) ** 2 * 3
+    return BASE_MIB["gpu" if gpu else "cpu"] + math.ceil(steps * (frame + STEP_EXTRA_BYTES) / 2**20)
+
+
+def available_mib(meminfo: Path = Path("/proc/meminfo"),
+                  cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Memory this process may still use (MiB): the kernel's MemAvailable, or less when a cgroup
+    (a SLURM job, a container) caps it. None when neither can be read."""
+    found = []
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) // 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (("memory.max", "memory.current"),  # cgroup v2, then v1
+                         ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            cap = (cgroup / limit).read_text().strip()
+            if cap.isdigit() and int(cap) < 2**60:  # v1 writes "no limit" as a huge number
+                found.append((int(cap) - int((cgroup / usage).read_text())) // 2**20)
+                break
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None
+
+
+def fit(place: Placement, configs: Iterable[Mapping[str, Any]], available: int | None,
+        per_run: int | None = None) -> tuple[Placement, str | None]:
+    """The placement with no more runs at once than `available` MiB holds (lowered only when
+    blast chose the count: `place.auto`), and a line to show (None when it all fits or nothing
+    is known). Runs are sized by the largest of `configs`, or by `per_run` MiB when given."""
+    need = per_run or max((run_mib(c, bool(place.gpus)) for c in configs if c), default=0)
+    if not need or available is None or place.size * need <= available:
+        return place, None
+    fits = available // need
+    fitted = place
+    if place.auto and place.gpus:
+        fitted = replace(place, per_gpu=max(1, min(place.per_gpu, fits // len(place.gpus))))
+    elif place.auto:
+        fitted = replace(place, workers=max(1, min(place.workers, fits)))
+    what = (f"~{need / 1024:.1f} GiB of host memory per run (its replay is held in memory), "
+            f"{available / 1024:.1f} GiB available")
+    if fitted.size * need <= available:
+        return fitted, f"memory: {what}: {fitted.size} runs at once instead of {place.size}"
+    advice = f"; {fits} fit: lower --per-gpu or --workers" if fits and not place.auto else ""
+    return fitted, (f"warning: {fitted.size} runs at once x {what}: runs may be killed for "
+                    f"memory{advice} (--mem-per-run GiB if the estimate is wrong)")

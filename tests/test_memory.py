@@ -1,0 +1,100 @@
+"""Host memory: a run's estimate against a real run's replay, packing to fit, SLURM's request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ladder_helpers import ENVS, TINY, blast
+
+from blast_core import config as C
+from blast_core import config_tree as T
+from blast_core.scheduling import Execution, Placement, placement
+from blast_core.scheduling import memory as M
+from blast_core.slurm import SlurmOptions, job_mem_mib
+from blast_core.store import Store
+
+
+def config(env: str, preset: str = "paper", **overrides) -> dict:
+    return T.to_dict(C.make_config(env, "bn", preset, overrides))
+
+
+def test_estimate_holds_a_real_runs_replay(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    url = f"sqlite:///{results / 'blast.db'}"
+    done = blast("run-ladder", "--env", ENVS[0], "--rungs", "dv2", *TINY, "--workers", 1,
+                 "--mem-per-run", 4096, "--experiment", "mem", "--no-progress",
+                 "--results", results, "--db", url)
+    assert done.returncode == 0, done.stderr
+    # 4 TiB per run: a count the user gave is kept, with a warning.
+    assert "warning: 1 runs at once x ~4096.0 GiB of host memory per run" in done.stderr
+    (run,) = Store.open(url).runs("mem")
+    files = sorted((Path(run["run_dir"]) / "replay").glob("*.npz"))
+    entries = bytes_ = 0
+    for file in files:
+        with np.load(file) as episode:
+            entries += len(episode["image"])
+            bytes_ += sum(episode[k].nbytes for k in episode.files)
+    assert files and entries >= 100
+    frame = run["config"]["env"]["size"] ** 2 * 3
+    assert frame < bytes_ / entries <= frame + M.STEP_EXTRA_BYTES
+    assert M.run_mib(run["config"]) == M.BASE_MIB["cpu"] + 2  # min(capacity, 150 steps) x 12 KiB
+
+
+def test_paper_sizes_replay_dominates_dmc() -> None:
+    minigrid, dmc = config("minigrid:unmodified"), config("dmc:walker_walk")
+    base = M.BASE_MIB["cpu"]
+    assert M.run_mib(minigrid) == base + np.ceil(50_000 * (12_288 + 64) / 2**20)
+    assert M.run_mib(dmc) - base == pytest.approx(11.5 * 1024, rel=0.01)
+    assert M.run_mib(dmc, gpu=True) - M.run_mib(dmc) == M.BASE_MIB["gpu"] - base
+    small = config("dmc:walker_walk", **{"replay.capacity": 100_000})
+    assert M.run_mib(small) - base == pytest.approx(1178, abs=1)
+
+
+def test_auto_counts_are_lowered_to_fit_and_given_ones_warned_about() -> None:
+    dmc = [config("dmc:walker_walk"), config("minigrid:unmodified")]  # sized by the larger
+    need = M.run_mib(dmc[0], gpu=True)
+    gpus = placement(None, None, None, visible=8, cpus=64, gpu_mib=80_000)
+    assert gpus.per_gpu == 4 and gpus.auto
+    fitted, note = M.fit(gpus, dmc, available=20 * need)  # 32 runs wanted, 20 fit
+    assert fitted.per_gpu == 2 and fitted.gpus == gpus.gpus
+    assert note.startswith("memory: ~14.5 GiB") and note.endswith("16 runs at once instead of 32")
+    fitted, note = M.fit(gpus, dmc, available=4 * need)  # fewer than one per GPU
+    assert fitted.per_gpu == 1 and note.startswith("warning: 8 runs at once")
+    given = placement(None, 4, None, visible=8, cpus=64)
+    fitted, note = M.fit(given, dmc, available=20 * need)
+    assert fitted == given and "; 20 fit: lower --per-gpu or --workers" in note
+    workers = placement(None, None, None, visible=0, cpus=16)
+    assert M.fit(workers, dmc, available=3 * M.run_mib(dmc[0]))[0].workers == 3
+    # Enough memory, nothing known, or a user's own per-run figure.
+    assert M.fit(gpus, dmc, available=32 * need) == (gpus, None)
+    assert M.fit(gpus, dmc, available=None) == (gpus, None)
+    assert M.fit(gpus, dmc, available=32 * 1024, per_run=1024) == (gpus, None)
+
+
+def test_available_memory_reads_meminfo_and_a_cgroup_cap(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       65536000 kB\nMemAvailable:   32768000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert M.available_mib(meminfo, cgroup) == 32_000
+    (cgroup / "memory.max").write_text("max\n")  # v2 without a cap
+    assert M.available_mib(meminfo, cgroup) == 32_000
+    (cgroup / "memory.max").write_text(f"{16 * 2**30}\n")  # a SLURM job's 16 GiB
+    (cgroup / "memory.current").write_text(f"{2**30}\n")
+    assert M.available_mib(meminfo, cgroup) == 15 * 1024
+    assert M.available_mib(tmp_path / "none", tmp_path / "none") is None
+    assert M.available_mib() > 0  # this machine
+
+
+def test_slurm_asks_for_the_memory_of_the_runs_a_job_holds_at_once() -> None:
+    configs = [config("dmc:walker_walk")]
+    ex = Execution(Path("r"), "postgresql://x", Placement((), per_gpu=4), executor="slurm")
+    opts = SlurmOptions(gpus_per_job=2)
+    assert job_mem_mib(ex, opts, configs, per_job=8) == 8 * M.run_mib(configs[0], gpu=True)
+    assert job_mem_mib(ex, opts, configs, per_job=3) == 3 * M.run_mib(configs[0], gpu=True)
+    cpu = SlurmOptions(gpus_per_job=0, runs_per_job=5)
+    assert job_mem_mib(ex, cpu, configs, per_job=5) == 5 * M.run_mib(configs[0])
+    given = Execution(Path("r"), "postgresql://x", Placement((), per_gpu=4), mem_per_run=2048)
+    assert job_mem_mib(given, opts, configs, per_job=8) == 8 * 2048
