@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from blast_core.errors import BlastError
 from blast_core.scheduling import memory
-from blast_core.scheduling.jobs import Job
+from blast_core.scheduling.jobs import Job, job_configs
 from blast_core.scheduling.local import Scheduler, blast_command
 from blast_core.scheduling.slots import Placement, plan_slots
 from blast_core.store import Store
@@ -142,8 +142,6 @@ def submit(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
     opts = ex.slurm or SlurmOptions()
     per_job = opts.runs_per_job or max(1, opts.gpus_per_job) * ex.placement.per_gpu
     folder = Path(opts.folder or Path(ex.results) / "slurm").resolve()
-    from blast_core.scheduling.ladder import job_configs
-
     mem_mib = job_mem_mib(ex, opts, job_configs(store, jobs), per_job)
     executor = _executor(ex, opts, folder, mem_mib)
     packs = [jobs[i: i + per_job] for i in range(0, len(jobs), per_job)]

@@ -112,3 +112,9 @@ def plan(store: Store, specs: Sequence[RunSpec], results: Path) -> Plan:
 def resumable(store: Store, experiment: str | None = None) -> list[Job]:
     """`blast resume --all/--experiment`: every crashed, failed or interrupted run."""
     return [resume_job(r["id"]) for r in store.runs(experiment) if r["status"] in RESUMABLE]
+
+
+def job_configs(store: Store, jobs: list[Job]) -> list[dict]:
+    """The resolved configs of the jobs' runs, as the store holds them."""
+    rows = (store.run(job.run_id) or {} for job in jobs)
+    return [row["config"] for row in rows if isinstance(row.get("config"), dict)]

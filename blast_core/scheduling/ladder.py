@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from blast_core.errors import BlastError
 from blast_core.scheduling import memory
 from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
-from blast_core.scheduling.jobs import Job, plan, resumable
+from blast_core.scheduling.jobs import Job, job_configs, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
 from blast_core.scheduling.slots import Placement, describe, plan_slots
 from blast_core.scheduling.view import LogView, View, make_view
@@ -121,12 +121,6 @@ def check_executor(ex: Execution) -> None:
         from blast_core import slurm
 
         slurm.check(ex)
-
-
-def job_configs(store: Store, jobs: list[Job]) -> list[dict]:
-    """The resolved configs of the jobs' runs, as the store holds them."""
-    rows = (store.run(job.run_id) or {} for job in jobs)
-    return [row["config"] for row in rows if isinstance(row.get("config"), dict)]
 
 
 def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
