@@ -218,14 +218,15 @@ def to_device(tree: Any, device: str) -> Any:
     return tree
 
 
-SPEED_METRICS = ("steps_per_s", "updates_per_s", "peak_mem_mb")
+SPEED_METRICS = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb")
 """The metrics of the machine, not of the run: two runs with the same seed differ only in them."""
 
 
 class Speed:
     """Agent steps and updates per second of wall time since the previous log row, and the peak
     memory of this process so far (`peak_mem_mb`: the GPU's allocator on CUDA, else resident
-    memory), what a run needs when choosing --per-gpu or --workers."""
+    memory; `host_mem_mb`: resident memory on either), what a run needs when choosing --per-gpu,
+    --workers or --mem-per-run."""
 
     def __init__(self, step: int, updates: int, device: str = "cpu") -> None:
         self.mark, self.device = (time.perf_counter(), step, updates), device
@@ -234,12 +235,12 @@ class Speed:
         then, step0, updates0 = self.mark
         self.mark = (now := time.perf_counter(), step, updates)
         seconds = max(now - then, 1e-9)
-        if self.device.startswith("cuda"):
-            peak = torch.cuda.max_memory_reserved(self.device) / 2**20
-        else:  # Linux reports ru_maxrss in KiB
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+        host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux: KiB
+        peak = (torch.cuda.max_memory_reserved(self.device) / 2**20
+                if self.device.startswith("cuda") else host)
         return {"steps_per_s": (step - step0) / seconds,
-                "updates_per_s": (updates - updates0) / seconds, "peak_mem_mb": peak}
+                "updates_per_s": (updates - updates0) / seconds, "peak_mem_mb": peak,
+                "host_mem_mb": host}
 
 
 # --- the run's state -----------------------------------------------------------------------------

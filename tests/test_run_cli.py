@@ -91,8 +91,10 @@ def test_minigrid_run_end_to_end(finished):
     assert {"eval_score", "train_score", "model_loss", "kl", "actor_ent"} <= set(rows.name)
     assert not rows.duplicated(["step", "name"]).any()
     frame = store(finished).metrics_frame()
-    peak = frame[(frame.run_id == RUN_ID) & (frame.name == "peak_mem_mb")].value
-    assert len(peak) and peak.min() > 100  # torch alone takes more (MiB)
+    mine = frame[frame.run_id == RUN_ID]
+    for name in ("peak_mem_mb", "host_mem_mb"):
+        peak = mine[mine.name == name].value
+        assert len(peak) and peak.min() > 100  # torch alone takes more (MiB)
     directory = finished / RUN_ID
     assert (directory / "config.yaml").exists() and (directory / "run.json").exists()
     assert sorted(p.name for p in (directory / "checkpoints").iterdir()) == [
