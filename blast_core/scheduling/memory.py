@@ -19,10 +19,11 @@ from typing import Any
 
 from blast_core.scheduling.slots import Placement
 
-BASE_MIB = {"cpu": 1536, "gpu": 3072}
-"""Host memory of a run besides its replay. CPU: a `cpu`-preset run is ~0.5 GiB resident, and a
-paper-size update peaks at 1.3-2.3 GiB (docs/benchmarks.md). GPU: the CUDA libraries and
-context on the host, ~2-3 GiB (an estimate: not measured on this project's machines)."""
+BASE_MIB = {"cpu": 4096, "gpu": 3072}
+"""Host memory of a run besides its replay. CPU: the largest measured, a paper-size DMC ar_prior
+run (its update's activations; `host_mem_mb` 4049 MiB after 20 updates), where a `cpu`-preset
+run holds ~0.5 GiB. GPU: the CUDA libraries and context on the host (an estimate: not measured
+on this project's machines)."""
 STEP_EXTRA_BYTES = 64
 """A stored step besides its frame: action (float32 per action dimension), reward and flags."""
 
