@@ -73,18 +73,28 @@ def test_auto_counts_are_lowered_to_fit_and_given_ones_warned_about() -> None:
     assert M.fit(gpus, dmc, available=32 * 1024, per_run=1024) == (gpus, None)
 
 
-def test_available_memory_reads_meminfo_and_a_cgroup_cap(tmp_path: Path) -> None:
+def test_available_memory_reads_meminfo_and_the_cgroups_above_this_process(
+        tmp_path: Path) -> None:
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       65536000 kB\nMemAvailable:   32768000 kB\n")
-    cgroup = tmp_path / "cgroup"
-    cgroup.mkdir()
-    assert M.available_mib(meminfo, cgroup) == 32_000
-    (cgroup / "memory.max").write_text("max\n")  # v2 without a cap
-    assert M.available_mib(meminfo, cgroup) == 32_000
-    (cgroup / "memory.max").write_text(f"{16 * 2**30}\n")  # a SLURM job's 16 GiB
-    (cgroup / "memory.current").write_text(f"{2**30}\n")
-    assert M.available_mib(meminfo, cgroup) == 15 * 1024
-    assert M.available_mib(tmp_path / "none", tmp_path / "none") is None
+    root, own = tmp_path / "cgroup", tmp_path / "self_cgroup"
+    step = root / "slurm" / "job_7" / "step_0"  # cgroup v2: a SLURM step inside its job
+    step.mkdir(parents=True)
+    own.write_text("0::/slurm/job_7/step_0\n")
+    assert M.available_mib(meminfo, root, own) == 32_000
+    (step / "memory.max").write_text("max\n")  # the step has no cap of its own
+    assert M.available_mib(meminfo, root, own) == 32_000
+    (step.parent / "memory.max").write_text(f"{16 * 2**30}\n")  # the job's 16 GiB
+    (step.parent / "memory.current").write_text(f"{2**30}\n")
+    assert M.available_mib(meminfo, root, own) == 15 * 1024
+    v1 = root / "memory" / "docker" / "c1"  # cgroup v1: a container's cap
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{8 * 2**30}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{2 * 2**30}\n")
+    (root / "memory" / "memory.limit_in_bytes").write_text(f"{2**63 - 4096}\n")  # no limit
+    own.write_text("4:memory:/docker/c1\n1:cpu:/docker/c1\n")
+    assert M.available_mib(meminfo, root, own) == 6 * 1024
+    assert M.available_mib(tmp_path / "none", root, tmp_path / "none") is None
     assert M.available_mib() > 0  # this machine
 
 

@@ -3,7 +3,7 @@
 A run keeps its whole replay in memory (blast_core/replay.py): every stored step is a (size,
 size, 3) uint8 frame and a few floats, and it stores min(replay.capacity, schedule.steps) of
 them. At the paper's sizes that is ~0.6 GiB for MiniGrid (50,000 steps) and ~11.5 GiB for DMC
-(1e6 steps): four DMC runs per GPU on an 8-GPU node want ~400 GiB of host memory. The rest of a
+(1e6 steps): four DMC runs per GPU on an 8-GPU node want ~460 GiB of host memory. The rest of a
 run (Python, torch, the model, the environment; the CUDA libraries on a GPU) is taken as
 BASE_MIB. A count of runs blast chose itself is lowered to what fits; a count the user gave is
 kept, with a warning. `--mem-per-run` replaces the estimate.
@@ -36,10 +36,10 @@ def run_mib(config: Mapping[str, Any], gpu: bool = False) -> int:
     return BASE_MIB["gpu" if gpu else "cpu"] + math.ceil(steps * (frame + STEP_EXTRA_BYTES) / 2**20)
 
 
-def available_mib(meminfo: Path = Path("/proc/meminfo"),
-                  cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+def available_mib(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup"),
+                  own: Path = Path("/proc/self/cgroup")) -> int | None:
     """Memory this process may still use (MiB): the kernel's MemAvailable, or less when a cgroup
-    (a SLURM job, a container) caps it. None when neither can be read."""
+    of this process or one above it (a SLURM job, a container) caps it. None when unknown."""
     found = []
     try:
         for line in meminfo.read_text().splitlines():
@@ -47,15 +47,26 @@ def available_mib(meminfo: Path = Path("/proc/meminfo"),
                 found.append(int(line.split()[1]) // 1024)
     except (OSError, ValueError, IndexError):
         pass
-    for limit, usage in (("memory.max", "memory.current"),  # cgroup v2, then v1
-                         ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
-        try:
-            cap = (cgroup / limit).read_text().strip()
-            if cap.isdigit() and int(cap) < 2**60:  # v1 writes "no limit" as a huge number
-                found.append((int(cap) - int((cgroup / usage).read_text())) // 2**20)
-                break
-        except (OSError, ValueError):
+    try:
+        lines = own.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:  # "0::/path" (v2) or "4:memory:/path" (v1)
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            base, limit, usage = cgroup, "memory.max", "memory.current"
+        elif "memory" in controllers.split(","):
+            base, limit, usage = cgroup / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
             continue
+        leaf = base / path.lstrip("/")
+        for folder in [leaf, *leaf.parents[:len(leaf.parents) - len(base.parents)]]:
+            try:
+                cap = (folder / limit).read_text().strip()
+                if cap.isdigit() and int(cap) < 2**60:  # v1 writes "no limit" as ~2**63
+                    found.append((int(cap) - int((folder / usage).read_text())) // 2**20)
+            except (OSError, ValueError):
+                continue
     return min(found) if found else None
 
 
