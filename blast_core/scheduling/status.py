@@ -57,11 +57,17 @@ def matrix(runs: list[dict[str, Any]], latest: dict[str, dict]) -> Table:
     return table
 
 
-def _row_order(label: str) -> tuple[str, str, int]:
-    """Rows by env and preset, then options, then seed number (s10 after s9)."""
+def _parts(label: str) -> tuple[str, int, str]:
+    """A row label's env__preset, seed number and options hash ("" without one)."""
     head, _, tail = label.rpartition("__s")
     digits, _, options = tail.partition("__")
-    return head, options, int(digits) if digits.isdigit() else 0
+    return head, int(digits) if digits.isdigit() else 0, options
+
+
+def _row_order(label: str) -> tuple[str, str, int]:
+    """Rows by env and preset, then options, then seed number (s10 after s9)."""
+    head, seed, options = _parts(label)
+    return head, options, seed
 
 
 def options_legend(runs: list[dict[str, Any]]) -> Text | None:
@@ -69,8 +75,7 @@ def options_legend(runs: list[dict[str, Any]]) -> Text | None:
     options (None when no run has any)."""
     legend: dict[str, str] = {}
     for run in runs:
-        _, _, tail = row_label(run).rpartition("__s")
-        options = tail.partition("__")[2]
+        options = _parts(row_label(run))[2]
         if options and options not in legend:
             steps = f"--steps {run['steps']}" if run.get("steps") is not None else ""
             sets = [f"--set {k}={v}" for k, v in sorted((run.get("overrides") or {}).items())]
