@@ -4,9 +4,10 @@ A run keeps its whole replay in memory (blast_core/replay.py): every stored step
 size, 3) uint8 frame and a few floats, and it stores min(replay.capacity, schedule.steps) of
 them. At the paper's sizes that is ~0.6 GiB for MiniGrid (50,000 steps) and ~11.5 GiB for DMC
 (1e6 steps): four DMC runs per GPU on an 8-GPU node want ~460 GiB of host memory. The rest of a
-run (Python, torch, the model, the environment; the CUDA libraries on a GPU) is taken as
-BASE_MIB. A count of runs blast chose itself is lowered to what fits; a count the user gave is
-kept, with a warning. `--mem-per-run` replaces the estimate.
+run (Python, torch, the model, the environment, the update's activations on a CPU; the CUDA
+libraries on a GPU) is estimated from measured runs below. A count of runs blast chose itself is
+lowered to what fits; a count the user gave is kept, with a warning. `--mem-per-run` replaces
+the estimate.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from typing import Any
 
 from blast_core.scheduling.slots import Placement
 
-BASE_MIB = {"cpu": 4096, "gpu": 3072}
-"""Host memory of a run besides its replay. CPU: the largest measured, a paper-size DMC ar_prior
-run (its update's activations; `host_mem_mb` 4049 MiB after 20 updates), where a `cpu`-preset
-run holds ~0.5 GiB. GPU: the CUDA libraries and context on the host (an estimate: not measured
-on this project's machines)."""
+GPU_BASE_MIB = 3072
+"""Host memory of a GPU run besides its replay: the CUDA libraries and context (an estimate: not
+measured on this project's machines)."""
+CPU_BASE_MIB = 512
+"""Host memory of a CPU run besides its replay and its update's activations (a `tiny` run holds
+~0.35 GiB)."""
+CPU_UPDATE_MIB = 3584
+"""A paper-size update's activations on a CPU, scaled to other sizes by batch x length x CNN
+depth: a paper-size DMC ar_prior run held 4049 MiB (`host_mem_mb`, after 20 updates) and a
+`cpu`-preset run ~0.5 GiB besides its replay."""
 STEP_EXTRA_BYTES = 64
 """A stored step besides its frame: action (float32 per action dimension), reward and flags."""
 
@@ -33,7 +39,12 @@ def run_mib(config: Mapping[str, Any], gpu: bool = False) -> int:
     CPU worker."""
     steps = min(int(config["replay"]["capacity"]), int(config["schedule"]["steps"]))
     frame = int(config["env"]["size"]) ** 2 * 3
-    return BASE_MIB["gpu" if gpu else "cpu"] + math.ceil(steps * (frame + STEP_EXTRA_BYTES) / 2**20)
+    replay = math.ceil(steps * (frame + STEP_EXTRA_BYTES) / 2**20)
+    if gpu:
+        return GPU_BASE_MIB + replay
+    scale = (config["dataset"]["batch"] * config["dataset"]["length"]
+             * config["encoder"]["depth"]) / (16 * 50 * 48)  # the paper's sizes
+    return CPU_BASE_MIB + math.ceil(CPU_UPDATE_MIB * scale) + replay
 
 
 def available_mib(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup"),
