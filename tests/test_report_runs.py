@@ -79,6 +79,20 @@ def test_figure8_reconstructs_the_imagined_frame_from_checkpoints(tiny_runs):
     assert [len(ax.get_images()) for ax in axes[3:]] == [0, 0, 0]  # video: n/a panels
 
 
+def test_figure8_skips_a_run_whose_config_this_blast_cannot_read(tiny_runs, tmp_path):
+    with Store.open(db_url(results=tiny_runs)) as store:
+        (real,) = [r for r in store.runs("default") if r["rung"] == "no_recon"]
+    # As a newer blast would write it: a key this one does not know.
+    config = real["config"] | {"rssm": real["config"]["rssm"] | {"ar_future": 1}}
+    with Store.open(f"sqlite:///{tmp_path / 'newer.db'}") as newer:
+        newer.upsert_run(real["id"], experiment="default", env=ENV, rung="no_recon", seed=1,
+                         preset="tiny", config=config, run_dir=real["run_dir"])
+        report = build.build(8, newer, build.ReportOptions())
+    skipped = [n for n in report.notes if n.startswith("warning: skipped")]
+    assert len(skipped) == 1 and real["id"] in skipped[0] and "ar_future" in skipped[0]
+    assert not report.table.set_index("panel").loc["no_recon", "shown"]
+
+
 def test_figure2_shows_the_real_observations():
     report = build.build(2, None, build.ReportOptions())
     assert [ax.get_title() for ax in report.figure.axes[:5]] == [

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from sqlalchemy.engine import make_url
 
 from blast_core.config import LADDER_IDS, RUNG_IDS
-from blast_core.errors import BlastError
+from blast_core.errors import BlastError, ConfigError
 from blast_core.report import figures, frames, gather, stats
 from blast_core.store import Store
 
@@ -279,7 +279,7 @@ def _run_config(run: pd.Series) -> Any:
     return from_dict(yaml.safe_load(path.read_text()), Config) if path.exists() else None
 
 
-def _probe_panel(env: str, runs: pd.DataFrame) -> dict[str, Any]:
+def _probe_panel(env: str, runs: pd.DataFrame, skipped: list[str]) -> dict[str, Any]:
     """One row of Figure 8: the true frame and each rung's reconstruction (None: no checkpoint)."""
     panel: dict[str, Any] = {"env": env, "truth": None, "seed": None}
     sequence = None
@@ -288,7 +288,11 @@ def _probe_panel(env: str, runs: pd.DataFrame) -> dict[str, Any]:
         for _, run in runs[(runs["env"] == env) & (runs["rung"] == rung)].sort_values(
                 "seed").iterrows():
             found = gather.latest_checkpoint(run["run_dir"])
-            cfg = _run_config(run)
+            try:
+                cfg = _run_config(run)
+            except ConfigError as e:  # e.g. a key of a newer blast: this one cannot build it
+                skipped.append(f"{run['run_id']} ({e})")
+                continue
             if found is None or cfg is None:
                 continue
             step, state = found
@@ -308,7 +312,9 @@ def probe_reconstructions(source: RunSource, opts: ReportOptions) -> Report:
     if runs.empty:
         raise BlastError(f"experiment {opts.experiment!r} has no MiniGrid no_recon or ar_prior "
                          "runs (figure 8 compares their probe decoders)")
-    panels = pd.DataFrame([_probe_panel(e, runs) for e in frames.order_envs(runs["env"])])
+    skipped: list[str] = []
+    panels = pd.DataFrame([_probe_panel(e, runs, skipped)
+                           for e in frames.order_envs(runs["env"])])
     note = (f"each row: one env sequence under seeded random actions (seed in the CSV), "
             f"{gather.CONTEXT} frames filtered, then {gather.HORIZON} imagined with the same "
             f"actions; shown: imagined frame {gather.HORIZON}, decoded by the stop-gradient probe "
@@ -318,7 +324,8 @@ def probe_reconstructions(source: RunSource, opts: ReportOptions) -> Report:
     table.insert(1, "seed", [panels.set_index("env").loc[e, "seed"] for e in table["env"]])
     gone = [f"{frames.env_label(e)}/{p}" for e, p, s in
             zip(table["env"], table["panel"], table["shown"], strict=True) if not s]
-    return Report("figure8", fig, table, [note] + ([f"missing: {', '.join(gone)}"] if gone else []))
+    return Report("figure8", fig, table, [note] + ([f"missing: {', '.join(gone)}"] if gone else [])
+                  + [f"warning: skipped {s}: this blast cannot build its model" for s in skipped])
 
 
 def ladder_statistics(source: RunSource, opts: ReportOptions) -> Report:
