@@ -47,6 +47,18 @@ def _stats_table(table) -> Table:
     return out
 
 
+def _ylim(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise BlastError(f"--ylim takes LOW,HIGH, e.g. -2,5; got {text!r}") from None
+    if not low < high:
+        raise BlastError(f"--ylim needs LOW < HIGH, got {text!r}")
+    return low, high
+
+
 def report(
     figure: Annotated[FigureId | None, typer.Option("--figure", "-f", help=FIGURE_HELP)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="IQM + P(improvement) per rung.")] = False,
@@ -81,6 +93,11 @@ def report(
                      "settings as bars and curves of their own beside their rung's."),
     ] = False,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap replications.")] = 2000,
+    ylim: Annotated[
+        str | None,
+        typer.Option("--ylim", help="Score axis LOW,HIGH of figures 3-7, e.g. -2,5 (what falls "
+                     "outside leaves the view, not the CSV)."),
+    ] = None,
     results: Results = None,
     db: Db = None,
 ) -> None:
@@ -89,7 +106,7 @@ def report(
         raise BlastError("give exactly one of --figure N or --stats")
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
                                preset=preset, settings=settings, reps=reps,
-                               compare_settings=compare_settings,
+                               compare_settings=compare_settings, ylim=_ylim(ylim),
                                rungs=rung_list(rungs) if rungs is not None else None)
     number = int(figure.value) if figure is not None else None
     if number == 2:  # the environments themselves: no database needed

@@ -15,6 +15,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from ladder_helpers import blast_here
 from matplotlib.patches import Rectangle
 
 from blast_core.config import LADDER_IDS
@@ -268,6 +269,29 @@ def test_every_store_figure_and_the_stats_from_sqlite(results, tmp_path):
     assert [p.name for p in written] == ["stats.png", "stats.pdf", "stats.csv"]
     pd.testing.assert_frame_equal(pd.read_csv(written[-1]).fillna(""), made[None].table,
                                   check_dtype=False)
+
+
+def test_ylim_limits_the_score_axis_and_says_how_much_is_cut(results, capsys):
+    with Store.open(db_url(results=results)) as store:
+        full = {n: build.build(n, store, build.ReportOptions()) for n in (3, 6)}
+        for n in (3, 6):
+            low, high = np.nanpercentile(full[n].table["mean"], [20, 80])
+            made = build.build(n, store, build.ReportOptions(ylim=(low, high)))
+            panels = [ax for ax in made.figure.axes if ax.axison]
+            assert len(panels) == {3: 1, 6: 5}[n]  # bars in one panel; a curve panel per env
+            assert all(ax.get_ylim() == (low, high) for ax in panels)
+            pd.testing.assert_frame_equal(made.table, full[n].table)  # the CSV keeps everything
+            means = made.table["mean"].dropna()
+            outside = int(((means < low) | (means > high)).sum())
+            assert outside > 0 and made.notes[-1].startswith(
+                f"score axis limited to [{low:g}, {high:g}] (--ylim): {outside} drawn value(s)")
+        with pytest.raises(BlastError, match="not figure 8"):
+            build.build(8, store, build.ReportOptions(ylim=(0, 1)))
+    for bad, message in [("1", "takes LOW,HIGH"), ("a,b", "takes LOW,HIGH"),
+                         ("3,1", "LOW < HIGH")]:
+        code, _, err = blast_here(capsys, "report", "--figure", "3", "--results", str(results),
+                                   f"--ylim={bad}")
+        assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_mixed_presets_need_a_choice(tmp_path):

@@ -63,6 +63,9 @@ class ReportOptions:
     their own (`ar_prior [rssm.ar_net=made]` beside `ar_prior`), and --stats compares each with
     its rung's first kind (`frames.order_series`), instead of the experiment being refused as
     mixed. Only the rungs and kinds present are laid out."""
+    ylim: tuple[float, float] | None = None
+    """Score axis (low, high) of figures 3-7, e.g. to look past a run's first evaluations;
+    None: fitted to the data. What falls outside leaves the view, never the CSV."""
 
     def ladder(self) -> tuple[str, ...]:
         """The rungs a ladder figure lays out."""
@@ -368,7 +371,24 @@ def build(number: int | None, source: RunSource | None, opts: ReportOptions) -> 
     if opts.compare_settings and number in (2, 5, 8):
         raise BlastError("--compare-settings draws figures 3, 4, 6 and 7 and --stats, "
                          f"not figure {number}")
-    return makers[number]()
+    if opts.ylim is not None and number in (2, 8):
+        raise BlastError(f"--ylim sets the score axis of figures 3-7, not figure {number}")
+    made = makers[number]()
+    if opts.ylim is not None:
+        _limit_scores(made, opts.ylim)
+    return made
+
+
+def _limit_scores(made: Report, ylim: tuple[float, float]) -> None:
+    """Every panel's score axis to `ylim`; a note says what was cut from view."""
+    low, high = ylim
+    values = made.table["mean"].dropna() if "mean" in made.table else []
+    for ax in made.figure.axes:
+        if ax.axison:  # not a spare slot holding the legend
+            ax.set_ylim(low, high)
+    outside = sum(not low <= v <= high for v in values)
+    made.notes.append(f"score axis limited to [{low:g}, {high:g}] (--ylim): {outside} drawn "
+                      "value(s) outside it are off the view, not off the CSV")
 
 
 # --- writing ------------------------------------------------------------------------------------
