@@ -26,10 +26,11 @@ measured on this project's machines)."""
 CPU_BASE_MIB = 512
 """Host memory of a CPU run besides its replay and its update's activations (a `tiny` run holds
 ~0.35 GiB)."""
-CPU_UPDATE_MIB = 3584
-"""A paper-size update's activations on a CPU, scaled to other sizes by batch x length x CNN
-depth: a paper-size DMC ar_prior run held 4049 MiB (`host_mem_mb`, after 20 updates) and a
-`cpu`-preset run ~0.5 GiB besides its replay."""
+CPU_UPDATE_MIB = 4096
+"""A paper-size update's activations on a CPU, with ~10 % to spare, scaled to other sizes by
+batch x length x CNN depth: a paper-size DMC ar_prior run held 4038 MiB from its 20th update to
+its 60th and 4123 MiB after 80 and an evaluation (`host_mem_mb`), a `cpu`-preset run ~0.5 GiB
+besides its replay."""
 STEP_EXTRA_BYTES = 64
 """A stored step besides its frame: action (float32 per action dimension), reward and flags."""
 
