@@ -16,8 +16,8 @@ read the units of degree <= i, so they depend on h and z_<i only:
 
 Half of each layer's units have degree 0 (they see h only: every group, the first included, gets
 at least half the width; `rssm.ar_h_share` sets the share); the rest are spread evenly over
-degrees 1..S-1. Units are ordered by
-degree, so a degree is a contiguous block and group i's inputs are a prefix of each layer.
+degrees 1..S-1. Units are ordered by degree, so a degree is a contiguous block and group i's
+inputs are a prefix of each layer.
 
 Degrees never fall along a path, so z_{i-1} reaches group i's logits only through the units of
 degree i in both layers: (hidden/2)/(S-1) of them, 4 or 5 at the `cpu` preset, 20 at the

@@ -287,6 +287,8 @@ def test_ylim_limits_the_score_axis_and_says_how_much_is_cut(results, capsys):
                 f"score axis limited to [{low:g}, {high:g}] (--ylim): {outside} drawn value(s)")
         with pytest.raises(BlastError, match="not figure 8"):
             build.build(8, store, build.ReportOptions(ylim=(0, 1)))
+        with pytest.raises(BlastError, match="not of --stats"):
+            build.build(None, store, build.ReportOptions(ylim=(0, 1)))
     for bad, message in [("1", "takes LOW,HIGH"), ("a,b", "takes LOW,HIGH"),
                          ("3,1", "LOW < HIGH")]:
         code, _, err = blast_here(capsys, "report", "--figure", "3", "--results", str(results),

@@ -365,6 +365,8 @@ def build(number: int | None, source: RunSource | None, opts: ReportOptions) -> 
         8: lambda: probe_reconstructions(source, opts),
     }
     if number is None:
+        if opts.ylim is not None:
+            raise BlastError("--ylim sets the score axis of figures 3-7, not of --stats")
         return ladder_statistics(source, opts)
     if number not in makers:
         raise BlastError(f"unknown figure {number}; valid: {', '.join(map(str, FIGURES))}")
