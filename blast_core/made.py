@@ -20,10 +20,11 @@ degrees 1..S-1. Units are ordered by degree, so a degree is a contiguous block a
 inputs are a prefix of each layer.
 
 Degrees never fall along a path, so z_{i-1} reaches group i's logits only through the units of
-degree i in both layers: (hidden/2)/(S-1) of them, 4 or 5 at the `cpu` preset, 20 at the
-paper's MiniGrid size. `direct=True` (`rssm.ar_direct`) adds MADE's direct connections, a masked
-linear map z -> logits (group j feeds group i when j < i), so every earlier group reaches group
-i's logits through a full weight block, not only through that narrow band of units.
+degree i in both layers: with half of them at degree 0, (hidden/2)/(S-1), 4 or 5 at the `cpu`
+preset, 20 at the paper's MiniGrid size. `direct=True` (`rssm.ar_direct`) adds MADE's direct
+connections, a masked linear map z -> logits (group j feeds group i when j < i), so every
+earlier group reaches group i's logits through a full weight block, not only through that
+narrow band of units.
 
 Teacher forcing is one masked pass over all groups. Sampling computes each block once, when the
 groups it reads are known: in total about one pass, instead of S passes of the network.
@@ -53,8 +54,8 @@ def degrees(units: int, groups: int, first: int) -> Tensor:
 class MADEPrior(nn.Module):
     """Prior logits over `groups` groups of `group_size` (= variables × classes) each, from h."""
 
-    def __init__(self, deter: int, hidden: int, groups: int, group_size: int,
-                 direct: bool = False, h_units: int | None = None):
+    def __init__(self, deter: int, hidden: int, groups: int, group_size: int, h_units: int,
+                 direct: bool = False):
         super().__init__()
         self.deter, self.groups, self.width = deter, groups, group_size
         self.prior_in = dense(deter + groups * group_size, hidden)
@@ -63,7 +64,7 @@ class MADEPrior(nn.Module):
         # No bias: prior_dist's is the logits' bias.
         n = groups * group_size
         self.prior_direct = init_(nn.Linear(n, n, bias=False)) if direct else None
-        d = degrees(hidden, groups, (hidden + 1) // 2 if h_units is None else h_units)
+        d = degrees(hidden, groups, h_units)
         group = torch.arange(groups).repeat_interleave(group_size)  # of each z column / logit
         # Masks are derived from the config, so checkpoints do not hold them.
         self.register_buffer("mask_in", (group[None] < d[:, None]).float(), False)

@@ -40,7 +40,7 @@ class RSSM(nn.Module):
         ar = cfg.ar_steps > 1
         if ar and cfg.ar_net == "made":
             self.made = MADEPrior(cfg.deter, cfg.ar_hidden or cfg.hidden, cfg.ar_steps,
-                                  stoch // cfg.ar_steps, cfg.ar_direct, cfg.ar_h_units)
+                                  stoch // cfg.ar_steps, cfg.ar_h_units, cfg.ar_direct)
         else:
             # With the GRU AR prior the output MLP reads the AR cell's hidden layer, not h.
             self.prior_out = elu_dense(cfg.hidden if ar else cfg.deter, cfg.hidden)

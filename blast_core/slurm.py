@@ -111,7 +111,7 @@ def job_mem_mib(ex: Execution, opts: SlurmOptions, configs: list[dict], per_job:
     """Host memory to ask for each job: the runs it holds at once x one run's (the largest)."""
     gpu = bool(opts.gpus_per_job)
     need = ex.mem_per_run or max((memory.run_mib(c, gpu) for c in configs),
-                                 default=memory.GPU_BASE_MIB)
+                                 default=memory.GPU_BASE_MIB if gpu else memory.CPU_BASE_MIB)
     return min(per_job, pack_placement(opts, ex.placement.per_gpu, per_job).size) * need
 
 

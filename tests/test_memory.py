@@ -83,7 +83,7 @@ def test_available_memory_reads_meminfo_and_the_cgroups_above_this_process(
     root, own = tmp_path / "cgroup", tmp_path / "self_cgroup"
     step = root / "slurm" / "job_7" / "step_0"  # cgroup v2: a SLURM step inside its job
     step.mkdir(parents=True)
-    own.write_text("0::/slurm/job_7/step_0\n")
+    own.write_text("not a cgroup line\n0::/slurm/job_7/step_0\n")
     assert M.available_mib(meminfo, root, own) == 32_000
     (step / "memory.max").write_text("max\n")  # the step has no cap of its own
     assert M.available_mib(meminfo, root, own) == 32_000

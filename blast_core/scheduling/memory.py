@@ -64,6 +64,8 @@ def available_mib(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/s
     except OSError:
         lines = []
     for line in lines:  # "0::/path" (v2) or "4:memory:/path" (v1)
+        if line.count(":") < 2:
+            continue
         _, controllers, path = line.split(":", 2)
         if controllers == "":
             base, limit, usage = cgroup, "memory.max", "memory.current"
