@@ -1,20 +1,26 @@
-"""`cuda_graphs=true` on a GPU: the graphed imagination computes the eager one, and what it saves.
+"""`cuda_graphs=true` on a GPU: the graphed steps compute the eager ones, and what they save.
 
     python3 benchmarks/gpu_graphs_check.py OUT_DIR
 
-1. Exactness, with sampling replaced by the mode (so both rollouts are deterministic): the
+1. Imagination, with sampling replaced by the mode (so both rollouts are deterministic): the
    replayed graph gives the eager rollout's states and actions for one batch's starts, again
    after an update has changed the weights in place, and for another batch's starts.
 2. Sampling: two replays from the same starts draw different trajectories.
-3. Cost: `blast_core.bench` cells (paper MiniGrid: bn, ar_prior, ar_prior made) with and
-   without `cuda_graphs`, in one process; OUT_DIR/gpu_graphs.json.
+3. The world-model step, sampling replaced by the mode: two agents from the same seed, one
+   graphed, take the same steps on different batches (eager warm-ups, the capture, replays);
+   starts, metrics and every weight, BatchNorm statistic and Adam moment agree at each step,
+   and again after a checkpoint is loaded into the graphed one (which captures anew).
+4. Cost: `blast_core.bench` cells (paper MiniGrid and DMC) with and without `cuda_graphs`, in
+   one process; OUT_DIR/gpu_graphs.json.
 CI has no GPU, so this script is the check of the CUDA-only path. Torch-only imports.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import torch
@@ -61,20 +67,84 @@ def check_exact(rung: str, overrides: dict) -> None:
     print(f"{rung}{'/made' if overrides else ''}: replays draw new samples", flush=True)
 
 
+def check_world_model(family: str, rung: str, overrides: dict) -> None:
+    env_id, act = FAMILY_ENVS[family]
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    agents = []
+    for graphs in (False, True):
+        cfg = make_config(env_id, rung, "paper", {"cuda_graphs": graphs, **overrides})
+        torch.manual_seed(0)
+        agents.append(Agent(cfg, act, "cuda"))
+    name = f"{family}/{rung}{'/made' if overrides else ''}"
+    sample = dists.OneHot.sample
+    dists.OneHot.sample = dists.OneHot.mode
+    try:
+        for phase, steps in (("first capture", 6), ("after loading a checkpoint", 5)):
+            if phase != "first capture":
+                # A copy, as through a checkpoint file: loaded optimiser state is not cloned.
+                agents[1].load_checkpoint_state(copy.deepcopy(agents[0].checkpoint_state()))
+            for i in range(steps):
+                batch = {k: v.to("cuda") for k, v in synthetic_batch(cfg, act, i).items()}
+                (s0, m0), (s1, m1) = (a.wm.train_step(batch) for a in agents)
+                for key in s0:
+                    torch.testing.assert_close(s1[key], s0[key], rtol=1e-4, atol=1e-5, msg=key)
+                for key in m0:
+                    torch.testing.assert_close(m1[key], m0[key], rtol=1e-4, atol=1e-5, msg=key)
+            assert agents[1].wm.graphed_step.graph is not None, "never captured"
+            w0, w1 = (a.wm.state_dict() for a in agents)
+            for key in w0:
+                torch.testing.assert_close(w1[key], w0[key], rtol=1e-4, atol=1e-5, msg=key)
+            for o0, o1 in ((agents[0].wm.opt, agents[1].wm.opt),
+                           (agents[0].wm.probe_opt, agents[1].wm.probe_opt)):
+                if o0 is None:
+                    continue
+                for p0, p1 in zip(o0.params, o1.params, strict=True):
+                    for key in ("exp_avg", "exp_avg_sq", "step"):
+                        torch.testing.assert_close(o1.opt.state[p1][key], o0.opt.state[p0][key],
+                                                   rtol=1e-4, atol=1e-6)
+            print(f"world model {name}: graphed == eager ({phase})", flush=True)
+    finally:
+        dists.OneHot.sample = sample
+
+
+def attempt(what: str, fn, *args) -> bool:  # noqa: ANN001
+    try:
+        fn(*args)
+        return True
+    except Exception:  # noqa: BLE001  (report every failure, then go on)
+        print(f"FAILED: {what}", flush=True)
+        traceback.print_exc()
+        sys.stdout.flush()
+        return False
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(), flush=True)
-    variants = [("bn", {}), ("ar_prior", {}), ("ar_prior", {"rssm.ar_net": "made"})]
+    made = {"rssm.ar_net": "made"}
+    variants = [("bn", {}), ("ar_prior", {}), ("ar_prior", made)]
     for rung, overrides in variants:
-        check_exact(rung, overrides)
+        attempt(f"imagination {rung} {overrides}", check_exact, rung, overrides)
+    for family, rung, overrides in [("minigrid", "dv2", {}), ("minigrid", "bn", {}),
+                                    ("minigrid", "ar_prior", {}), ("minigrid", "ar_prior", made),
+                                    ("dmc", "ar_prior", {})]:
+        attempt(f"world model {family} {rung} {overrides}", check_world_model, family, rung,
+                overrides)
+    torch.backends.cudnn.deterministic = False
     docs = {}
-    for rung, overrides in variants:
+    cells = [("minigrid", r, {}) for r in ("dv2", "bn", "ar_prior")] + [
+        ("minigrid", "ar_prior", made), ("dmc", "bn", {}), ("dmc", "ar_prior", {})]
+    for family, rung, overrides in cells:
         for graphs in (False, True):
-            name = f"{rung}{'_made' if overrides else ''}{'_graphs' if graphs else ''}"
-            docs[name] = bench_models("paper", "minigrid", [rung], "cuda", reps=5, warmup=2,
-                                      overrides={**overrides, "cuda_graphs": graphs},
-                                      echo=lambda line: print(line, flush=True))
+            name = f"{family}_{rung}{'_made' if overrides else ''}{'_graphs' if graphs else ''}"
+
+            def cell(family=family, rung=rung, overrides=overrides, graphs=graphs,  # noqa: ANN001
+                     name=name) -> None:
+                docs[name] = bench_models("paper", family, [rung], "cuda", reps=5, warmup=3,
+                                          overrides={**overrides, "cuda_graphs": graphs},
+                                          echo=lambda line: print(f"{name}: {line}", flush=True))
+            attempt(name, cell)
             (out / "gpu_graphs.json").write_text(json.dumps(docs, indent=1))
 
 

@@ -93,6 +93,9 @@ class Agent(nn.Module):
         self.load_state_dict(state["modules"])
         for name, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
+        # Loading replaced the optimisers' state tensors, which a captured graph would still
+        # read: capture again.
+        self.wm.graphed_step = self.behavior.graphed_imagine = None
 
     @property
     def updates(self) -> int:

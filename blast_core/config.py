@@ -300,9 +300,10 @@ class Config:
     """Arithmetic of updates and acting. bf16: matmuls and convolutions under bf16 autocast;
     the recurrent state, norms, distributions, KL, losses and weights stay fp32."""
     cuda_graphs: bool = False
-    """On a GPU, replay the imagination rollout of REINFORCE actors (no gradients through it) as
-    a CUDA graph: the same kernels with one launch (blast_core/graphs.py). Read only on CUDA,
-    in fp32, with the reinforce gradient; the samples differ from eager ones, not their law."""
+    """On a GPU in fp32, replay the world-model step (forward, backward, clip, Adam, EMA) and
+    the imagination rollout of REINFORCE actors (no gradients through it) as CUDA graphs: the
+    same kernels with one launch each (blast_core/graphs.py). Ignored on CPU and under bf16;
+    the samples differ from eager ones, not their law."""
 
     def __post_init__(self) -> None:
         unknown = set(self.grad_heads) - {"decoder", "reward", "discount"}

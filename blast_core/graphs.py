@@ -5,7 +5,9 @@ the GPU is busy for 7–17% of an update). A replayed graph runs the same kernel
 memory, so it needs:
   - inputs copied into the tensors the capture read (`Graphed` keeps them) before each replay;
   - outputs read before the next replay overwrites them (`Graphed` returns copies);
-  - parameters updated in place, as the optimisers and `load_state_dict` do;
+  - parameters and optimiser state updated in place, as the optimisers and `load_state_dict`
+    of modules do (an optimiser's `load_state_dict` replaces its state: drop the graph then);
+  - optimisers whose `step` may be captured (`Optimizer.capturable`);
   - random numbers from the default CUDA generator, which is graph-safe: each replay draws anew.
 """
 
@@ -22,34 +24,53 @@ Inputs = dict[str, Tensor]
 
 
 class Graphed:
-    """`fn(inputs)` captured as a CUDA graph on the first call for the inputs' shapes (again when
-    they change) and replayed after. `fn` must run the same kernels for every input of those
-    shapes: no host syncs, no data-dependent Python branches."""
+    """`fn(inputs)`, captured as a CUDA graph and replayed. `fn` must run the same kernels for
+    every input of the same shapes: no host syncs, no data-dependent Python branches.
+
+    For each set of input shapes the first `warmup` calls run `fn` eagerly (they are real calls:
+    a training step updates the weights) and the next one captures it, then replays. The eager
+    calls run on the stream the capture uses, so what they initialise lazily (cuBLAS handles and
+    workspaces, autotuning, optimiser state) exists before the capture and is not recorded in it.
+    """
 
     def __init__(self, fn: Callable[[Inputs], Any], warmup: int = 3):
         self.fn, self.warmup = fn, warmup
         self.key: tuple | None = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.calls = 0
+        self.stream: torch.cuda.Stream | None = None
 
     def __call__(self, inputs: Inputs) -> Any:
         key = tuple((k, v.shape, v.dtype, v.device) for k, v in sorted(inputs.items()))
         if key != self.key:
+            self.key, self.graph, self.calls = key, None, 0
+        if self.stream is None:
+            self.stream = torch.cuda.Stream()
+        if self.graph is None and self.calls < self.warmup:
+            self.calls += 1
+            return self._eager(inputs)
+        if self.graph is None:
             self._capture(inputs)
-            self.key = key
         for k, v in inputs.items():
             self.static[k].copy_(v)
         self.graph.replay()
         return tree_map(torch.clone, self.outputs)
 
+    def _eager(self, inputs: Inputs) -> Any:
+        caller = torch.cuda.current_stream()
+        self.stream.wait_stream(caller)
+        with torch.cuda.stream(self.stream):
+            out = self.fn(inputs)
+        caller.wait_stream(self.stream)
+        # The outputs were allocated on our stream and are used on the caller's: their memory
+        # must not be reused by our stream before the caller's work on them is done.
+        tree_map(lambda t: t.record_stream(caller) if isinstance(t, Tensor) else t, out)
+        return out
+
     def _capture(self, inputs: Inputs) -> None:
         self.static = {k: v.detach().clone() for k, v in inputs.items()}
-        # Warm-up on a side stream, as torch.cuda.graph asks: lazy initialisation (cuBLAS
-        # handles, autotuning) must not happen inside the capture.
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(self.warmup):
-                self.fn(self.static)
-        torch.cuda.current_stream().wait_stream(stream)
+        self.stream.wait_stream(torch.cuda.current_stream())
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, stream=self.stream):
             self.outputs = self.fn(self.static)
+        torch.cuda.current_stream().wait_stream(self.stream)

@@ -37,8 +37,19 @@ class Optimizer:
         self.opt.step()
         return {f"{self.name}_grad_norm": norm}
 
+    def capturable(self) -> None:
+        """Let a CUDA graph capture `step` (blast_core/graphs.py). The fused kernel keeps its
+        step counts on the GPU either way; torch only refuses a capture without this flag."""
+        for group in self.opt.param_groups:
+            group["capturable"] = True
+
     def state_dict(self) -> dict:
         return self.opt.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        """Moments and step counts from `state`; whether `step` may be captured stays as it is
+        here (a checkpoint of a graphed GPU run resumes on a CPU, and the other way round)."""
+        flags = [group["capturable"] for group in self.opt.param_groups]
         self.opt.load_state_dict(state)
+        for group, flag in zip(self.opt.param_groups, flags, strict=True):
+            group["capturable"] = flag

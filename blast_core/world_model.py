@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from blast_core.config import Config
 from blast_core.dists import OneHot, bernoulli_log_prob, normal_nll
+from blast_core.graphs import Graphed
 from blast_core.losses import kl_loss
 from blast_core.nets import MLP, Decoder, Encoder, preprocess
 from blast_core.optim import Optimizer
@@ -50,6 +51,7 @@ class WorldModel(nn.Module):
         self.opt = Optimizer("model", model, cfg.model_opt)
         self.probe_opt = Optimizer("probe", self.decoder.parameters(), cfg.model_opt) \
             if self.probe else None
+        self.graphed_step: Graphed | None = None
 
     def observe(self, data: dict[str, Tensor]) -> tuple[State, State, Tensor]:
         """Posterior chains. Returns (post for the heads, KL target, image in [-0.5, 0.5])."""
@@ -114,6 +116,19 @@ class WorldModel(nn.Module):
         return model_loss, probe_loss, {k: v.detach() for k, v in start.items()}, metrics
 
     def train_step(self, data: dict[str, Tensor]) -> tuple[State, dict[str, Tensor]]:
+        """One step of the model (and probe) optimiser and the target's EMA; returns the
+        imagination starts and the step's metrics. With `cuda_graphs` on a GPU in fp32, the
+        whole step (forward, backward, clip, Adam, EMA) is a replayed CUDA graph."""
+        if not (self.cfg.cuda_graphs and data["image"].is_cuda and self.cfg.precision == "fp32"):
+            return self._step(data)
+        if self.graphed_step is None:
+            for opt in (self.opt, self.probe_opt):
+                if opt is not None:
+                    opt.capturable()
+            self.graphed_step = Graphed(self._step)
+        return self.graphed_step(data)
+
+    def _step(self, data: dict[str, Tensor]) -> tuple[State, dict[str, Tensor]]:
         self.train()
         with autocast(self.cfg.precision, data["image"].device):
             model_loss, probe_loss, start, metrics = self.loss(data)

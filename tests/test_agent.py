@@ -230,7 +230,7 @@ def test_one_update_with_the_made_ar_prior(env):
 
 
 def test_cuda_graphs_setting_changes_nothing_off_gpu():
-    # The graphed rollout is a CUDA-only path (checked on a GPU by benchmarks/gpu_graphs_check.py);
+    # The graphed steps are a CUDA-only path (checked on a GPU by benchmarks/gpu_graphs_check.py);
     # elsewhere the setting must leave the update exactly as it is.
     metrics, states = [], []
     for graphs in (False, True):
@@ -238,7 +238,7 @@ def test_cuda_graphs_setting_changes_nothing_off_gpu():
         torch.manual_seed(1)
         metrics.append(agent.update(batch))
         states.append(agent.state_dict())
-        assert agent.behavior.graphed_imagine is None
+        assert agent.behavior.graphed_imagine is None and agent.wm.graphed_step is None
     assert metrics[0] == metrics[1]
     for key, value in states[0].items():
         torch.testing.assert_close(states[1][key], value, rtol=0, atol=0, msg=key)

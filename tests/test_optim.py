@@ -1,6 +1,7 @@
 """DreamerV2's optimiser (spec §2.6) against a naive reference: global-norm clip, then every
 parameter scaled by (1 - wd), then Adam with bias correction."""
 
+import copy
 import math
 
 import pytest
@@ -48,3 +49,28 @@ def test_optimizer_matches_naive_clip_decay_adam(clip):
         torch.testing.assert_close(p.detach().double(), r, rtol=1e-5, atol=1e-6)
     want = [math.sqrt(sum(float((x * x).sum()) for x in grads)) for grads in steps]
     assert norms == pytest.approx(want, rel=1e-5)
+
+
+def test_loading_a_state_keeps_this_optimizers_capture_flag():
+    # A checkpoint of a run whose steps were CUDA graphs (capturable) resumes here on a CPU,
+    # where the flag stays off, and its steps continue exactly as the saved optimiser's would.
+    g = torch.Generator().manual_seed(1)
+    cfg = OptConfig(lr=1e-2, eps=1e-5, clip=100.0, wd=0.0)
+    params = [torch.nn.Parameter(torch.randn(4, generator=g))]
+    grads = [torch.randn(4, generator=g) for _ in range(3)]
+    saved = Optimizer("model", params, cfg)
+    saved.capturable()
+    params[0].grad = grads[0].clone()
+    saved.step()
+    state = copy.deepcopy(saved.state_dict())  # as through a checkpoint file: not shared
+    assert state["param_groups"][0]["capturable"]
+
+    other = [torch.nn.Parameter(params[0].detach().clone())]
+    resumed = Optimizer("model", other, cfg)
+    resumed.load_state_dict(state)
+    assert not resumed.opt.param_groups[0]["capturable"]
+    for grad in grads[1:]:
+        for p, opt in ((params[0], saved), (other[0], resumed)):
+            p.grad = grad.clone()
+            opt.step()
+    torch.testing.assert_close(other[0], params[0], rtol=0, atol=0)
