@@ -67,15 +67,16 @@ def check_exact(rung: str, overrides: dict) -> None:
     print(f"{rung}{'/made' if overrides else ''}: replays draw new samples", flush=True)
 
 
-def check_world_model(family: str, rung: str, overrides: dict) -> None:
+def check_world_model(family: str, rung: str, overrides: dict,
+                      graphs: tuple[bool, bool] = (False, True)) -> None:
     env_id, act = FAMILY_ENVS[family]
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     agents = []
-    for graphs in (False, True):
-        cfg = make_config(env_id, rung, "paper", {"cuda_graphs": graphs, **overrides})
+    for graphed in graphs:
+        cfg = make_config(env_id, rung, "paper", {"cuda_graphs": graphed, **overrides})
         torch.manual_seed(0)
         agents.append(Agent(cfg, act, "cuda"))
-    name = f"{family}/{rung}{'/made' if overrides else ''}"
+    name = f"{family}/{rung}{'/made' if overrides else ''} {graphs}"
     sample = dists.OneHot.sample
     dists.OneHot.sample = dists.OneHot.mode
     try:
@@ -87,24 +88,29 @@ def check_world_model(family: str, rung: str, overrides: dict) -> None:
                 batch = {k: v.to("cuda") for k, v in synthetic_batch(cfg, act, i).items()}
                 (s0, m0), (s1, m1) = (a.wm.train_step(batch) for a in agents)
                 for key in s0:
-                    torch.testing.assert_close(s1[key], s0[key], rtol=1e-4, atol=1e-5, msg=key)
+                    close(s1[key], s0[key], f"step {i}: start {key}")
                 for key in m0:
-                    torch.testing.assert_close(m1[key], m0[key], rtol=1e-4, atol=1e-5, msg=key)
-            assert agents[1].wm.graphed_step.graph is not None, "never captured"
+                    close(m1[key], m0[key], f"step {i}: {key}")
+            assert not graphs[1] or agents[1].wm.graphed_step.graph is not None, "no capture"
             w0, w1 = (a.wm.state_dict() for a in agents)
             for key in w0:
-                torch.testing.assert_close(w1[key], w0[key], rtol=1e-4, atol=1e-5, msg=key)
+                close(w1[key], w0[key], key)
             for o0, o1 in ((agents[0].wm.opt, agents[1].wm.opt),
                            (agents[0].wm.probe_opt, agents[1].wm.probe_opt)):
                 if o0 is None:
                     continue
                 for p0, p1 in zip(o0.params, o1.params, strict=True):
                     for key in ("exp_avg", "exp_avg_sq", "step"):
-                        torch.testing.assert_close(o1.opt.state[p1][key], o0.opt.state[p0][key],
-                                                   rtol=1e-4, atol=1e-6)
+                        close(o1.opt.state[p1][key], o0.opt.state[p0][key], f"Adam {key}",
+                              atol=1e-6)
             print(f"world model {name}: graphed == eager ({phase})", flush=True)
     finally:
         dists.OneHot.sample = sample
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-5) -> None:
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=atol,
+                               msg=lambda message: f"{what}: {message}")
 
 
 def attempt(what: str, fn, *args) -> bool:  # noqa: ANN001
@@ -120,17 +126,32 @@ def attempt(what: str, fn, *args) -> bool:  # noqa: ANN001
 
 def main() -> None:
     out = Path(sys.argv[1])
+    stages = sys.argv[2:] or ["imagine", "wm", "bench"]
     out.mkdir(parents=True, exist_ok=True)
     print(torch.__version__, torch.cuda.get_device_name(), flush=True)
     made = {"rssm.ar_net": "made"}
     variants = [("bn", {}), ("ar_prior", {}), ("ar_prior", made)]
-    for rung, overrides in variants:
-        attempt(f"imagination {rung} {overrides}", check_exact, rung, overrides)
-    for family, rung, overrides in [("minigrid", "dv2", {}), ("minigrid", "bn", {}),
-                                    ("minigrid", "ar_prior", {}), ("minigrid", "ar_prior", made),
-                                    ("dmc", "ar_prior", {})]:
-        attempt(f"world model {family} {rung} {overrides}", check_world_model, family, rung,
-                overrides)
+    if "imagine" in stages:
+        for rung, overrides in variants:
+            attempt(f"imagination {rung} {overrides}", check_exact, rung, overrides)
+    if "wm" in stages:
+        for family, rung, overrides in [
+                ("minigrid", "dv2", {}), ("minigrid", "bn", {}), ("minigrid", "ar_prior", {}),
+                ("minigrid", "ar_prior", made), ("dmc", "ar_prior", {})]:
+            attempt(f"world model {family} {rung} {overrides}", check_world_model, family,
+                    rung, overrides)
+    if "wm-control" in stages:
+        # Two eager agents: do they agree with no graph involved? (torch's own nondeterminism)
+        attempt("control", check_world_model, "minigrid", "ar_prior", {}, (False, False))
+    if "wm-deterministic" in stages:
+        # torch's deterministic kernels (CUBLAS_WORKSPACE_CONFIG=:4096:8 set before the
+        # process starts); warn_only names any op that has none.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        for family in ("minigrid", "dmc"):
+            attempt(f"deterministic {family}", check_world_model, family, "ar_prior", {})
+        torch.use_deterministic_algorithms(False)
+    if "bench" not in stages:
+        return
     torch.backends.cudnn.deterministic = False
     docs = {}
     cells = [("minigrid", r, {}) for r in ("dv2", "bn", "ar_prior")] + [
