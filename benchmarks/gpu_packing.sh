@@ -2,12 +2,13 @@
 # Several paper-size runs on one GPU at once: aggregate updates/s with and without cuda_graphs.
 # Each run: MiniGrid, bn, 1000 prefill steps, then one update per step; the rate is the mean
 # updates/s of the log rows after the first 100 updates (capture and warm-up excluded).
-# Usage: bash benchmarks/gpu_packing.sh OUT_DIR [STEPS]   (PYTHONPATH as gpu_session.sh sets it)
+# Usage: [CELLS="true:1 false:4 ..."] bash benchmarks/gpu_packing.sh OUT_DIR [STEPS]
+# (a cell is cuda_graphs:runs at once; PYTHONPATH as gpu_session.sh sets it)
 set -uo pipefail
 out=${1:?OUT_DIR}; steps=${2:-1300}
 mkdir -p "$out"
-for cell in "true 1" "true 4" "false 4"; do
-  set -- $cell; graphs=$1; k=$2
+for cell in ${CELLS:-true:1 true:4 false:4 false:1}; do
+  graphs=${cell%:*}; k=${cell#*:}
   res=/tmp/packing_${graphs}_$k; rm -rf "$res"
   start=$(date +%s.%N)
   for seed in $(seq 0 $((k - 1))); do

@@ -299,11 +299,12 @@ class Config:
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of updates and acting. bf16: matmuls and convolutions under bf16 autocast;
     the recurrent state, norms, distributions, KL, losses and weights stay fp32."""
-    cuda_graphs: bool = False
+    cuda_graphs: bool = True
     """On a GPU in fp32, replay the world-model step (forward, backward, clip, Adam, EMA) and
     the imagination rollout of REINFORCE actors (no gradients through it) as CUDA graphs: the
-    same kernels with one launch each (blast_core/graphs.py). Ignored on CPU and under bf16;
-    the samples differ from eager ones, not their law."""
+    same kernels with one launch each (blast_core/graphs.py; 2.5-4.7x faster updates on an
+    H100, docs/benchmarks.md). Ignored on CPU and under bf16; the samples differ from eager
+    ones, not their law. false: every kernel launched from Python, as in eager PyTorch."""
 
     def __post_init__(self) -> None:
         unknown = set(self.grad_heads) - {"decoder", "reward", "discount"}

@@ -62,7 +62,7 @@ def test_auto_counts_are_lowered_to_fit_and_given_ones_warned_about() -> None:
     assert gpus.per_gpu == 4 and gpus.auto
     fitted, note = M.fit(gpus, dmc, available=20 * need)  # 32 runs wanted, 20 fit
     assert fitted.per_gpu == 2 and fitted.gpus == gpus.gpus
-    assert note.startswith("memory: ~14.5 GiB") and note.endswith("16 runs at once instead of 32")
+    assert note.startswith("memory: ~14.0 GiB") and note.endswith("16 runs at once instead of 32")
     fitted, note = M.fit(gpus, dmc, available=4 * need)  # fewer than one per GPU
     assert fitted.per_gpu == 1 and note.startswith("warning: 8 runs at once")
     given = placement(None, 4, None, visible=8, cpus=64)

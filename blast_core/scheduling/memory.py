@@ -20,9 +20,11 @@ from typing import Any
 
 from blast_core.scheduling.slots import Placement
 
-GPU_BASE_MIB = 3072
-"""Host memory of a GPU run besides its replay: the CUDA libraries and context (an estimate: not
-measured on this project's machines)."""
+GPU_BASE_MIB = 2560
+"""Host memory of a GPU run besides its replay: Python, torch, the CUDA libraries and context.
+A paper-size MiniGrid ar_prior run with CUDA graphs held 1924 MiB (`host_mem_mb`, H100, torch
+2.11, a replay of 18 MiB) through 500 updates and an evaluation; the rest is room for DMC's
+MuJoCo and renderer, not measured on a GPU."""
 CPU_BASE_MIB = 512
 """Host memory of a CPU run besides its replay and its update's activations (a `tiny` run holds
 ~0.35 GiB)."""
