@@ -1,7 +1,9 @@
 """The on-disk episode replay and its B x T window sampler (DreamerV2, spec §2.1).
 
-Each finished episode is one compressed `.npz` file in the run's `replay/` folder, written to a
-temporary name and renamed, so a crash never leaves half an episode behind. The replay's *index*
+Each finished episode is one `.npz` file in the run's `replay/` folder, written to a temporary
+name and renamed, so a crash never leaves half an episode behind. Files are compressed, and
+their arrays held in memory; with `replay.mmap` they are stored uncompressed and their frames
+are memory-mapped from the file instead (`memmap_member`). The replay's *index*
 (the ordered list of stored file names) is what a checkpoint records: on resume every file not in
 the checkpoint's index was written after the weights and is deleted, so the replay never holds data
 newer than the weights.
@@ -15,6 +17,9 @@ One entry per observation (an episode of N agent steps has N + 1 entries):
 from __future__ import annotations
 
 import os
+import struct
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -73,12 +78,44 @@ def steps_of(episode: Episode) -> int:
     return len(episode["image"]) - 1
 
 
+def max_map_count(path: Path = Path("/proc/sys/vm/max_map_count")) -> int:
+    """The kernel's limit on one process's memory maps (Linux; 65530 by default)."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 65530
+
+
 def window_start(rng: np.random.Generator, entries: int, length: int, prioritize_ends: bool) -> int:
     """DreamerV2's start index: uniform over the valid starts; with `prioritize_ends`, `length`
     extra slots all collapse onto the last valid start, oversampling windows that end episodes."""
     available = entries - length
     upper = available + 1 + (length if prioritize_ends else 0)
     return min(int(rng.integers(0, upper)), available)
+
+
+def memmap_member(path: Path, key: str) -> np.ndarray | None:
+    """Array `key` of an .npz file as a read-only memory map, or None where the member is
+    compressed. An .npz is a zip archive of .npy files; a member stored uncompressed is the .npy
+    file's bytes as they are, after the zip's local header."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if local[:4] != b"PK\x03\x04":
+            raise BlastError(f"{path}: damaged zip header of {key}.npy")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read(f)
+        offset = f.tell()
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                     order="F" if fortran else "C")
 
 
 class Replay:
@@ -96,6 +133,7 @@ class Replay:
         self.evicted: list[str] = []  # since the last checkpoint
         self.retired: list[str] = []  # between the last two checkpoints
         self.steps = 0
+        self.maps, self.max_maps, self.warned = 0, max_map_count() // 2, False
 
     # --- adding ----------------------------------------------------------------------------------
 
@@ -107,12 +145,35 @@ class Replay:
         name = f"ep-{index:07d}-{steps}.npz"
         tmp = self.directory / (name + ".tmp")
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **episode)
+            (np.savez if self.cfg.mmap else np.savez_compressed)(f, **episode)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.directory / name)
-        self._insert(name, episode)
+        self._insert(name, self._open(name) if self.cfg.mmap else episode)
         return name
+
+    def _open(self, name: str) -> Episode:
+        """A stored episode's arrays; with `mmap`, its frames mapped from the file where the file
+        is uncompressed (one written with `mmap` off is read into memory)."""
+        path = self.directory / name
+        with np.load(path, allow_pickle=False) as data:
+            episode = {k: data[k] for k in KEYS if k != "image" or not self.cfg.mmap}
+        if self.cfg.mmap:
+            image = None
+            if self.maps < self.max_maps:
+                image = memmap_member(path, "image")
+            if image is None:
+                with np.load(path, allow_pickle=False) as data:
+                    episode["image"] = data["image"]
+            else:
+                episode["image"] = image
+                self.maps += 1
+            if self.maps == self.max_maps and not self.warned:
+                self.warned = True
+                warnings.warn(f"replay: {self.maps} episodes memory-mapped, half the kernel's "
+                              "vm.max_map_count; later episodes are held in memory",
+                              stacklevel=2)
+        return episode
 
     def _insert(self, name: str, episode: Episode) -> None:
         self.episodes[name] = episode
@@ -120,7 +181,9 @@ class Replay:
         # FIFO over whole episodes; the newest always stays, however small the capacity.
         while self.steps > self.cfg.capacity and len(self.episodes) > 1:
             oldest = next(iter(self.episodes))
-            self.steps -= steps_of(self.episodes.pop(oldest))
+            dropped = self.episodes.pop(oldest)
+            self.steps -= steps_of(dropped)
+            self.maps -= isinstance(dropped["image"], np.memmap)
             self.evicted.append(oldest)
 
     # --- sampling --------------------------------------------------------------------------------
@@ -171,10 +234,9 @@ class Replay:
         for path in self.directory.iterdir():
             if path.name not in keep:
                 path.unlink()
-        self.episodes, self.evicted, self.retired, self.steps = {}, [], [], 0
+        self.episodes, self.evicted, self.retired, self.steps, self.maps = {}, [], [], 0, 0
         for name in keep:
-            with np.load(self.directory / name, allow_pickle=False) as data:
-                self._insert(name, {k: data[k] for k in KEYS})
+            self._insert(name, self._open(name))
         self.rng.bit_generator.state = state["rng"]
 
     def on_checkpoint(self) -> None:

@@ -62,7 +62,8 @@ def test_auto_counts_are_lowered_to_fit_and_given_ones_warned_about() -> None:
     assert gpus.per_gpu == 4 and gpus.auto
     fitted, note = M.fit(gpus, dmc, available=20 * need)  # 32 runs wanted, 20 fit
     assert fitted.per_gpu == 2 and fitted.gpus == gpus.gpus
-    assert note.startswith("memory: ~14.0 GiB") and note.endswith("16 runs at once instead of 32")
+    assert note.startswith("memory: ~14.0 GiB") and note.endswith(
+        "16 runs at once instead of 32; --set replay.mmap=true maps replays from disk")
     fitted, note = M.fit(gpus, dmc, available=4 * need)  # fewer than one per GPU
     assert fitted.per_gpu == 1 and note.startswith("warning: 8 runs at once")
     given = placement(None, 4, None, visible=8, cpus=64)
@@ -70,6 +71,12 @@ def test_auto_counts_are_lowered_to_fit_and_given_ones_warned_about() -> None:
     assert fitted == given and "; 20 fit: lower --per-gpu or --workers" in note
     workers = placement(None, None, None, visible=0, cpus=16)
     assert M.fit(workers, dmc, available=3 * M.run_mib(dmc[0]))[0].workers == 3
+    # Replays mapped from disk: only the rest of each run is counted, and all 32 fit.
+    mapped = [config("dmc:walker_walk", **{"replay.mmap": True})]
+    assert M.run_mib(mapped[0], gpu=True) == M.GPU_BASE_MIB
+    assert M.fit(gpus, mapped, available=20 * need) == (gpus, None)
+    fitted, note = M.fit(gpus, mapped, available=8 * M.GPU_BASE_MIB)
+    assert fitted.per_gpu == 1 and "replay.mmap" not in note
     # Enough memory, nothing known, or a user's own per-run figure.
     assert M.fit(gpus, dmc, available=32 * need) == (gpus, None)
     assert M.fit(gpus, dmc, available=None) == (gpus, None)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
 from blast_core.config import ReplayConfig
 from blast_core.errors import BlastError
-from blast_core.replay import EpisodeBuffer, Replay, window_start
+from blast_core.replay import EpisodeBuffer, Replay, max_map_count, memmap_member, window_start
 
 
 def make_episode(steps: int, marker: int = 0, actions: int = 3) -> dict[str, np.ndarray]:
@@ -117,3 +119,67 @@ def test_sample_before_any_long_episode_is_an_error(tmp_path):
     r.add(make_episode(10), index=0)
     with pytest.raises(BlastError, match="no episode"):
         r.sample()
+
+
+def test_memmap_member_reads_any_stored_member_and_declines_compressed_ones(tmp_path):
+    arrays = {"a": np.arange(10, dtype=np.float32),
+              "b": np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4),
+              "c": np.asfortranarray(np.arange(6, dtype=np.uint8).reshape(2, 3))}
+    np.savez(tmp_path / "plain.npz", **arrays)
+    np.savez_compressed(tmp_path / "packed.npz", **arrays)
+    for key, value in arrays.items():
+        mapped = memmap_member(tmp_path / "plain.npz", key)
+        assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+        assert mapped.dtype == value.dtype and np.array_equal(mapped, value)
+        assert memmap_member(tmp_path / "packed.npz", key) is None
+    assert max_map_count(tmp_path / "missing") == 65530
+    (tmp_path / "limit").write_text("1000\n")
+    assert max_map_count(tmp_path / "limit") == 1000
+
+
+def test_mmap_replay_maps_frames_and_samples_what_the_in_memory_one_does(tmp_path):
+    held = replay(tmp_path / "held", seed=3, capacity=45)
+    mapped = replay(tmp_path / "mapped", seed=3, capacity=45, mmap=True)
+    for i in range(6):
+        for r in (held, mapped):
+            r.add(make_episode(10 + i, marker=i), index=i)
+    assert list(held.episodes) == list(mapped.episodes)
+    assert held.steps == mapped.steps == 13 + 14 + 15
+    assert mapped.maps == len(mapped.episodes) == 3  # the evicted episodes were unmapped
+    for name, episode in mapped.episodes.items():
+        assert isinstance(episode["image"], np.memmap)
+        assert not isinstance(held.episodes[name]["image"], np.memmap)
+        with zipfile.ZipFile(tmp_path / "mapped" / "replay" / name) as archive:
+            assert archive.getinfo("image.npy").compress_type == zipfile.ZIP_STORED
+        with zipfile.ZipFile(tmp_path / "held" / "replay" / name) as archive:
+            assert archive.getinfo("image.npy").compress_type == zipfile.ZIP_DEFLATED
+    for _ in range(3):
+        a, b = held.sample(), mapped.sample()
+        assert all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+        assert not isinstance(b["image"], np.memmap)  # a batch is a copy
+
+
+def test_mmap_restore_maps_uncompressed_files_and_reads_older_compressed_ones(tmp_path):
+    r = replay(tmp_path)
+    r.add(make_episode(10, marker=0), index=0)  # written with mmap off: compressed
+    r.cfg = ReplayConfig(capacity=10_000, minlen=5, mmap=True)
+    r.add(make_episode(12, marker=1), index=1)
+    state = r.state_dict()
+    expected = [r.sample()["image"] for _ in range(2)]
+    fresh = replay(tmp_path, seed=9, mmap=True)
+    fresh.load_state_dict(state)
+    kinds = [isinstance(e["image"], np.memmap) for e in fresh.episodes.values()]
+    assert kinds == [False, True] and fresh.maps == 1
+    assert all(np.array_equal(fresh.sample()["image"], e) for e in expected)
+
+
+def test_mmap_holds_episodes_in_memory_past_half_the_kernels_map_limit(tmp_path):
+    r = replay(tmp_path, mmap=True)
+    r.max_maps = 2  # as if vm.max_map_count were 4
+    r.add(make_episode(10, marker=0), index=0)
+    with pytest.warns(UserWarning, match="2 episodes memory-mapped"):
+        r.add(make_episode(10, marker=1), index=1)
+    r.add(make_episode(10, marker=2), index=2)
+    kinds = [isinstance(e["image"], np.memmap) for e in r.episodes.values()]
+    assert kinds == [True, True, False] and r.maps == 2
+    assert r.sample()["image"].shape == (4, 6, 64, 64, 3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 import torch
@@ -120,19 +122,26 @@ def test_tiny_run_writes_tidy_rows_checkpoints_and_replay(tmp_path):
     assert run["step"] == 400
 
 
-def test_interrupt_and_resume_match_an_uninterrupted_run(tmp_path):
-    """Stopping mid-interval (step 257) and resuming gives the same rows and the same weights."""
+@pytest.mark.parametrize("mmap", [False, True])
+def test_interrupt_and_resume_match_an_uninterrupted_run(tmp_path, mmap):
+    """Stopping mid-interval (step 257) and resuming gives the same rows and the same weights;
+    so does a replay mapped from its files (`replay.mmap`), through the same interruption."""
     cfg = C.make_config(ENV, "ar_prior", "tiny")
+    resumed = C.make_config(ENV, "ar_prior", "tiny", {"replay.mmap": mmap})
     store = open_run(tmp_path, "e/a", cfg)
-    open_run(tmp_path, "e/b", cfg)
+    open_run(tmp_path, "e/b", resumed)
     train(cfg, RunContext("e/a", tmp_path / "e/a", 0, store))
     flag = StopFlag()
     with pytest.raises(Interrupted):
-        train(cfg, RunContext("e/b", tmp_path / "e/b", 0, store, stop=flag,
-                              progress=StopAt(flag, 257)))
+        train(resumed, RunContext("e/b", tmp_path / "e/b", 0, store, stop=flag,
+                                  progress=StopAt(flag, 257)))
     assert [s for s, _ in Checkpoints(tmp_path / "e/b/checkpoints").paths()] == [200, 257]
-    train(cfg, RunContext("e/b", tmp_path / "e/b", 0, store, say=lambda m: None))
+    train(resumed, RunContext("e/b", tmp_path / "e/b", 0, store, say=lambda m: None))
     assert rows(store, "e/a").equals(rows(store, "e/b"))
     a = Checkpoints(tmp_path / "e/a/checkpoints").latest()[1]["agent"]
     b = Checkpoints(tmp_path / "e/b/checkpoints").latest()[1]["agent"]
     assert all(torch.equal(a["modules"][k], b["modules"][k]) for k in a["modules"])
+    for file in (tmp_path / "e/b/replay").glob("*.npz"):
+        with zipfile.ZipFile(file) as archive:
+            stored = archive.getinfo("image.npy").compress_type == zipfile.ZIP_STORED
+        assert stored == mmap, file

@@ -40,14 +40,20 @@ STEP_EXTRA_BYTES = 64
 def run_mib(config: Mapping[str, Any], gpu: bool = False) -> int:
     """Host memory of one run (MiB) from its resolved config (the store's dict), on a GPU or a
     CPU worker."""
-    steps = min(int(config["replay"]["capacity"]), int(config["schedule"]["steps"]))
-    frame = int(config["env"]["size"]) ** 2 * 3
-    replay = math.ceil(steps * (frame + STEP_EXTRA_BYTES) / 2**20)
+    replay = 0 if config["replay"].get("mmap") else replay_mib(config)
     if gpu:
         return GPU_BASE_MIB + replay
     scale = (config["dataset"]["batch"] * config["dataset"]["length"]
              * config["encoder"]["depth"]) / (16 * 50 * 48)  # the paper's sizes
     return CPU_BASE_MIB + math.ceil(CPU_UPDATE_MIB * scale) + replay
+
+
+def replay_mib(config: Mapping[str, Any]) -> int:
+    """A run's replay held in memory (MiB). With `replay.mmap` the frames are in the page cache
+    instead, which the kernel reclaims under pressure, so `run_mib` leaves them out."""
+    steps = min(int(config["replay"]["capacity"]), int(config["schedule"]["steps"]))
+    frame = int(config["env"]["size"]) ** 2 * 3
+    return math.ceil(steps * (frame + STEP_EXTRA_BYTES) / 2**20)
 
 
 def available_mib(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup"),
@@ -91,7 +97,8 @@ def fit(place: Placement, configs: Iterable[Mapping[str, Any]], available: int |
     """The placement with no more runs at once than `available` MiB holds (lowered only when
     blast chose the count: `place.auto`), and a line to show (None when it all fits or nothing
     is known). Runs are sized by the largest of `configs`, or by `per_run` MiB when given."""
-    need = per_run or max((run_mib(c, bool(place.gpus)) for c in configs if c), default=0)
+    configs = [c for c in configs if c]
+    need = per_run or max((run_mib(c, bool(place.gpus)) for c in configs), default=0)
     if not need or available is None or place.size * need <= available:
         return place, None
     fits = available // need
@@ -100,10 +107,15 @@ def fit(place: Placement, configs: Iterable[Mapping[str, Any]], available: int |
         fitted = replace(place, per_gpu=max(1, min(place.per_gpu, fits // len(place.gpus))))
     elif place.auto:
         fitted = replace(place, workers=max(1, min(place.workers, fits)))
+    held = [c for c in configs if not c["replay"].get("mmap")]
+    replay = max((replay_mib(c) for c in held), default=0)
     what = (f"~{need / 1024:.1f} GiB of host memory per run (its replay is held in memory), "
             f"{available / 1024:.1f} GiB available")
+    # A replay that is most of a run's memory can live in the page cache instead.
+    hint = "; --set replay.mmap=true maps replays from disk" if 2 * replay > need else ""
     if fitted.size * need <= available:
-        return fitted, f"memory: {what}: {fitted.size} runs at once instead of {place.size}"
+        return fitted, (f"memory: {what}: {fitted.size} runs at once instead of {place.size}"
+                        f"{hint}")
     advice = f"; {fits} fit: lower --per-gpu or --workers" if fits and not place.auto else ""
     return fitted, (f"warning: {fitted.size} runs at once x {what}: runs may be killed for "
-                    f"memory{advice} (--mem-per-run GiB if the estimate is wrong)")
+                    f"memory{advice}{hint} (--mem-per-run GiB if the estimate is wrong)")
