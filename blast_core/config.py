@@ -323,6 +323,11 @@ class Config:
 
 # --- deltas --------------------------------------------------------------------------------------
 
+EXECUTION_KEYS = frozenset({"cuda_graphs", "replay.mmap"})
+"""Keys that choose how a run executes, not what it computes. A run started with other values
+(by an older blast, with other defaults) goes on with its own; any other key that differs from
+the run's stored config makes `blast run` refuse to mix the two (blast_core/runs.py)."""
+
 FAMILIES = ("minigrid", "dmc")
 
 FAMILY: dict[str, Delta] = {

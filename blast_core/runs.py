@@ -138,20 +138,29 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
     """`blast run`: create the run (or find it) and train it to the end; returns the final status.
 
     Running the same command again resumes. A run directory whose stored config differs from the
-    one resolved now (the code's defaults changed) is refused rather than silently mixed."""
+    one resolved now (the code's defaults changed) is refused rather than silently mixed, except
+    in how it executes (`C.EXECUTION_KEYS`: it goes on with its own values) and in keys its config
+    lacks (they came with a newer blast, whose defaults do what it did before them)."""
     cfg = spec.config()
     check_device(options.device)
     directory = run_directory(root, spec.run_id)
     stored = directory / "config.yaml"
     if stored.exists():
         before = T.flatten(yaml.safe_load(stored.read_text()))
-        changed = sorted(k for k, v in T.flatten(T.to_dict(cfg)).items() if before.get(k) != v)
-        if changed:
+        now = T.flatten(T.to_dict(cfg))
+        changed = sorted(k for k, v in now.items() if k in before and before[k] != v)
+        if set(changed) - C.EXECUTION_KEYS:
+            shown = [k for k in changed if k not in C.EXECUTION_KEYS]
             raise RunError(
-                f"run {spec.run_id} was started with a different config ({', '.join(changed[:4])}"
-                f"{', ...' if len(changed) > 4 else ''}); use `blast resume {spec.run_id}` "
+                f"run {spec.run_id} was started with a different config ({', '.join(shown[:4])}"
+                f"{', ...' if len(shown) > 4 else ''}); use `blast resume {spec.run_id}` "
                 "to continue it as it was, or another --experiment"
             )
+        if changed:
+            own = {k: before[k] for k in changed}
+            options.say(f"note: {spec.run_id} goes on with its own "
+                        + ", ".join(f"{k}={json.dumps(v)}" for k, v in own.items()))
+            cfg = T.apply(cfg, own)
     else:
         directory.mkdir(parents=True, exist_ok=True)
         _write_atomic(directory / "run.json", json.dumps(spec.to_dict(), indent=2) + "\n")

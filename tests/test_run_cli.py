@@ -254,6 +254,24 @@ def test_run_identity():
     assert RunSpec.from_dict(c.to_dict()) == c
 
 
+def test_a_run_of_an_older_blast_goes_on_with_how_it_executed(finished, tmp_path):
+    # As an older blast wrote it: before `replay.mmap` existed, when `cuda_graphs` was off by
+    # default. Neither changes what the run computes, so `blast run` goes on with its values.
+    root = tmp_path / "older"
+    shutil.copytree(finished, root)
+    stored = root / RUN_ID / "config.yaml"
+    text = stored.read_text()
+    assert "cuda_graphs: true" in text and "  mmap: false\n" in text
+    stored.write_text(text.replace("cuda_graphs: true", "cuda_graphs: false")
+                      .replace("  mmap: false\n", ""))
+    result = blast(root, "run", *MINIGRID)
+    assert result.returncode == 0, result.stderr
+    assert f"note: {RUN_ID} goes on with its own cuda_graphs=false" in result.stdout + result.stderr
+    config = store(root).run(RUN_ID)["config"]
+    assert config["cuda_graphs"] is False and config["replay"]["mmap"] is False
+    assert metric_rows(root, RUN_ID).equals(metric_rows(finished, RUN_ID))
+
+
 def test_a_changed_config_is_refused_rather_than_mixed(finished, tmp_path):
     root = tmp_path / "changed"
     shutil.copytree(finished, root)
