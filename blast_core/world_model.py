@@ -119,6 +119,7 @@ class WorldModel(nn.Module):
         """One step of the model (and probe) optimiser and the target's EMA; returns the
         imagination starts and the step's metrics. With `cuda_graphs` on a GPU in fp32, the
         whole step (forward, backward, clip, Adam, EMA) is a replayed CUDA graph."""
+        self.train()  # here, not in the graph: a replay runs no Python
         if not (self.cfg.cuda_graphs and data["image"].is_cuda and self.cfg.precision == "fp32"):
             return self._step(data)
         if self.graphed_step is None:
@@ -129,7 +130,6 @@ class WorldModel(nn.Module):
         return self.graphed_step(data)
 
     def _step(self, data: dict[str, Tensor]) -> tuple[State, dict[str, Tensor]]:
-        self.train()
         with autocast(self.cfg.precision, data["image"].device):
             model_loss, probe_loss, start, metrics = self.loss(data)
         self.opt.zero_grad()
