@@ -156,23 +156,16 @@ class Replay:
         """A stored episode's arrays; with `mmap`, its frames mapped from the file where the file
         is uncompressed (one written with `mmap` off is read into memory)."""
         path = self.directory / name
+        mapped = self.cfg.mmap and self.maps < self.max_maps
         with np.load(path, allow_pickle=False) as data:
-            episode = {k: data[k] for k in KEYS if k != "image" or not self.cfg.mmap}
-        if self.cfg.mmap:
-            image = None
-            if self.maps < self.max_maps:
-                image = memmap_member(path, "image")
-            if image is None:
-                with np.load(path, allow_pickle=False) as data:
-                    episode["image"] = data["image"]
-            else:
-                episode["image"] = image
-                self.maps += 1
-            if self.maps == self.max_maps and not self.warned:
-                self.warned = True
-                warnings.warn(f"replay: {self.maps} episodes memory-mapped, half the kernel's "
-                              "vm.max_map_count; later episodes are held in memory",
-                              stacklevel=2)
+            episode = {k: data[k] for k in KEYS if k != "image"}
+            image = memmap_member(path, "image") if mapped else None
+            episode["image"] = data["image"] if image is None else image
+        self.maps += image is not None
+        if self.cfg.mmap and self.maps == self.max_maps and not self.warned:
+            self.warned = True
+            warnings.warn(f"replay: {self.maps} episodes memory-mapped, half the kernel's "
+                          "vm.max_map_count; later episodes are held in memory", stacklevel=2)
         return episode
 
     def _insert(self, name: str, episode: Episode) -> None:

@@ -76,7 +76,7 @@ def test_auto_counts_are_lowered_to_fit_and_given_ones_warned_about() -> None:
     assert M.run_mib(mapped[0], gpu=True) == M.GPU_BASE_MIB
     assert M.fit(gpus, mapped, available=20 * need) == (gpus, None)
     fitted, note = M.fit(gpus, mapped, available=8 * M.GPU_BASE_MIB)
-    assert fitted.per_gpu == 1 and "replay.mmap" not in note
+    assert fitted.per_gpu == 1 and "replay.mmap" not in note and "held in memory" not in note
     # Enough memory, nothing known, or a user's own per-run figure.
     assert M.fit(gpus, dmc, available=32 * need) == (gpus, None)
     assert M.fit(gpus, dmc, available=None) == (gpus, None)

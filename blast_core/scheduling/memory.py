@@ -109,7 +109,8 @@ def fit(place: Placement, configs: Iterable[Mapping[str, Any]], available: int |
         fitted = replace(place, workers=max(1, min(place.workers, fits)))
     held = [c for c in configs if not c["replay"].get("mmap")]
     replay = max((replay_mib(c) for c in held), default=0)
-    what = (f"~{need / 1024:.1f} GiB of host memory per run (its replay is held in memory), "
+    held_in = " (its replay is held in memory)" if replay else ""
+    what = (f"~{need / 1024:.1f} GiB of host memory per run{held_in}, "
             f"{available / 1024:.1f} GiB available")
     # A replay that is most of a run's memory can live in the page cache instead.
     hint = "; --set replay.mmap=true maps replays from disk" if 2 * replay > need else ""
