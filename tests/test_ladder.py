@@ -93,7 +93,7 @@ def test_default_placement_is_every_visible_gpu_else_cpu_workers() -> None:
     line = describe(plan_slots(auto(), cpus=32))
     assert line == "4 GPUs (0,1,2,3) x 4 runs each, 2 threads per run"
     assert auto(visible=8, cpus=16).per_gpu == 2  # at most a run per core
-    assert auto(gpu_mib=8_192).per_gpu == 2 and auto(gpu_mib=2_048).per_gpu == 1  # and per 3 GiB
+    assert auto(gpu_mib=8_192).per_gpu == 2 and auto(gpu_mib=2_048).per_gpu == 1  # and per 4 GiB
     assert auto("all", 3, visible=2).per_gpu == 3  # a given K is never capped
     assert auto("1", visible=2) == Placement((1,), per_gpu=4)
     # No GPU seen, --workers, or --gpus none: CPU workers, by default one per two cores.
