@@ -418,3 +418,26 @@ def test_status_groups_rows_by_options_and_says_what_each_hash_stands_for(tmp_pa
                     (plain, specs[0].name, hashed, specs[2].name)]  # s2 before s10, per options
     assert lines[-2:] == ["options: ", f"  {hash_}  --steps 300 --set kl.free=0.5 "
                           "--set rssm.ar_net=made"]
+
+
+def test_status_legend_puts_the_options_every_hash_shares_first(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'blast.db'}")
+    groups = [["rssm.ar_net=made", "kl.free=0.5"], ["rssm.ar_net=made"], ["kl.free=0.5"]]
+    specs = [RunSpec.make("minigrid:unmodified", "bn", 0, "tiny", sets, 300, "share")
+             for sets in groups]
+    for spec in specs:
+        store.upsert_run(spec.run_id, experiment="share", env=spec.env, rung=spec.rung,
+                         seed=spec.seed, preset=spec.preset, config={}, run_dir=str(tmp_path),
+                         overrides=spec.override_dict(), steps=spec.steps)
+    runs = store.runs("share")
+    hashes = [spec.name.rpartition("__")[2] for spec in specs]
+    legend = S.options_legend(runs).plain.splitlines()
+    assert legend[:2] == ["options: ", "  all       --steps 300"]
+    assert sorted(legend[2:]) == sorted([
+        f"  {hashes[0]}  --set kl.free=0.5 --set rssm.ar_net=made",
+        f"  {hashes[1]}  --set rssm.ar_net=made", f"  {hashes[2]}  --set kl.free=0.5"])
+    # Two hashes sharing every option of one: that one's line is "-".
+    both = S.options_legend([r for r in runs if r["overrides"] != {"kl.free": "0.5"}])
+    lines = both.plain.splitlines()
+    assert lines[1] == "  all       --steps 300 --set rssm.ar_net=made"
+    assert f"  {hashes[1]}  -" in lines and f"  {hashes[0]}  --set kl.free=0.5" in lines

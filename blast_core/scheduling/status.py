@@ -72,19 +72,25 @@ def _row_order(label: str) -> tuple[str, str, int]:
 
 def options_legend(runs: list[dict[str, Any]]) -> Text | None:
     """What each options hash in the row names stands for, as the run's --steps and --set
-    options (None when no run has any)."""
-    legend: dict[str, str] = {}
+    options (None when no run has any). Options every hash shares come first, on an `all` line."""
+    legend: dict[str, list[str]] = {}
     for run in runs:
         options = _parts(row_label(run))[2]
         if options and options not in legend:
-            steps = f"--steps {run['steps']}" if run.get("steps") is not None else ""
+            steps = [f"--steps {run['steps']}"] if run.get("steps") is not None else []
             sets = [f"--set {k}={v}" for k, v in sorted((run.get("overrides") or {}).items())]
-            legend[options] = " ".join([steps] * bool(steps) + sets)
+            legend[options] = steps + sets
     if not legend:
         return None
+    common = [part for part in next(iter(legend.values()))
+              if len(legend) > 1 and all(part in parts for parts in legend.values())]
     text = Text("options: ", style="bold")
-    for options, what in sorted(legend.items()):
-        text.append(f"\n  {options}  ", style="bold").append(what or "-")
+    if common:
+        text.append(f"\n  {'all':{len(next(iter(legend)))}}  ", style="bold")
+        text.append(" ".join(common))
+    for options, parts in sorted(legend.items()):
+        rest = [part for part in parts if part not in common]
+        text.append(f"\n  {options}  ", style="bold").append(" ".join(rest) or "-")
     return text
 
 
