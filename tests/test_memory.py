@@ -11,6 +11,7 @@ from ladder_helpers import ENVS, TINY, blast
 from blast_core import config as C
 from blast_core import config_tree as T
 from blast_core.scheduling import Execution, Placement, placement
+from blast_core.scheduling import disk as D
 from blast_core.scheduling import memory as M
 from blast_core.slurm import SlurmOptions, job_mem_mib
 from blast_core.store import Store
@@ -41,6 +42,42 @@ def test_estimate_holds_a_real_runs_replay(tmp_path: Path) -> None:
     assert frame < bytes_ / entries <= frame + M.STEP_EXTRA_BYTES
     # min(capacity, 150 steps) x 12 KiB of replay; tiny: batch 4 x length 8 x depth 4
     assert M.run_mib(run["config"]) == M.CPU_BASE_MIB + 14 + 2
+    # Disk: a checkpoint holds the weights and Adam's moments, counted from the agent, and less
+    # than two whole episodes; all the files are under the estimate.
+    checkpoints = sorted((Path(run["run_dir"]) / "checkpoints").glob("*.pt"))
+    size = checkpoints[-1].stat().st_size / 2**20
+    assert D.weights_mib(run["config"]) < size < D.checkpoint_mib(run["config"])
+    written = sum(f.stat().st_size for f in [*files, *checkpoints]) / 2**20
+    assert written <= D.run_disk_mib(run["config"])
+
+
+@pytest.mark.parametrize("env", ["minigrid:unmodified", "dmc:walker_walk"])
+def test_weights_estimate_is_the_size_of_a_saved_agent(tmp_path: Path, env: str) -> None:
+    import torch
+
+    from blast_core.agent import Agent
+    from blast_core.bench import FAMILY_ENVS, synthetic_batch
+
+    cfg = C.make_config(env, "ar_prior", "tiny")
+    act = FAMILY_ENVS[cfg.env.family][1]
+    agent = Agent(cfg, act)
+    agent.update(synthetic_batch(cfg, act))  # Adam's moments exist after a step
+    torch.save(agent.checkpoint_state(), tmp_path / "agent.pt")
+    size = (tmp_path / "agent.pt").stat().st_size / 2**20
+    assert D.weights_mib(T.to_dict(cfg)) == pytest.approx(size, rel=0.05)
+
+
+def test_disk_warning_when_the_runs_may_not_fit(tmp_path: Path) -> None:
+    held, mapped = (config("dmc:walker_walk", **{"replay.mmap": m}) for m in (False, True))
+    one, one_mapped = D.run_disk_mib(held), D.run_disk_mib(mapped)
+    replay = M.replay_mib(held)  # ~11.5 GiB of frames: ~3.5 GiB compressed, all of it mapped
+    assert one_mapped - one == pytest.approx(replay * (1 - D.STORED_FRACTION["dmc"]), abs=1)
+    assert D.free_mib(tmp_path / "not" / "yet") == D.free_mib(tmp_path) > 0
+    assert D.check(tmp_path, [held] * 4, free=4 * one) is None
+    note = D.check(tmp_path, [held] * 4, free=4 * one - 1)
+    assert note.startswith("warning: 4 runs may write up to ~") and "uncompressed" not in note
+    assert "replay.mmap stores frames uncompressed" in D.check(tmp_path, [mapped], free=one)
+    assert D.check(tmp_path, [], free=0) is None
 
 
 def test_paper_sizes_replay_dominates_dmc() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blast_core.errors import BlastError
-from blast_core.scheduling import memory
+from blast_core.scheduling import disk, memory
 from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
 from blast_core.scheduling.jobs import Job, job_configs, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
@@ -128,12 +128,15 @@ def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome
     if not jobs:
         view.close()
         return Outcome({})
+    configs = job_configs(store, jobs)
+    room = disk.check(ex.results, configs)
+    if room:
+        view.event(room)
     if ex.executor != "local":
         from blast_core import slurm
 
         return slurm.submit(store, jobs, ex, view)
-    place, note = memory.fit(ex.placement, job_configs(store, jobs), memory.available_mib(),
-                             ex.mem_per_run)
+    place, note = memory.fit(ex.placement, configs, memory.available_mib(), ex.mem_per_run)
     if note:
         view.event(note)
     slots = plan_slots(place)
