@@ -78,6 +78,9 @@ def test_disk_warning_when_the_runs_may_not_fit(tmp_path: Path) -> None:
     assert note.startswith("warning: 4 runs may write up to ~") and "uncompressed" not in note
     assert "replay.mmap stores frames uncompressed" in D.check(tmp_path, [mapped], free=one)
     assert D.check(tmp_path, [], free=0) is None
+    # A config from a newer blast (a key this one lacks): its replay alone is counted.
+    newer = {**held, "future_key": 1}
+    assert D.run_disk_mib(newer) == round(replay * D.STORED_FRACTION["dmc"])
 
 
 def test_paper_sizes_replay_dominates_dmc() -> None:

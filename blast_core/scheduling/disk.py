@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from blast_core.errors import ConfigError
 from blast_core.scheduling.memory import STEP_EXTRA_BYTES, replay_mib
 
 STORED_FRACTION = {"minigrid": 0.02, "dmc": 0.3}
@@ -57,10 +58,15 @@ def weights_mib(config: Mapping[str, Any]) -> float:
 
 
 def run_disk_mib(config: Mapping[str, Any]) -> int:
-    """The most disk one run uses (MiB): its replay files and its checkpoints."""
+    """The most disk one run uses (MiB): its replay files and its checkpoints (left out for a
+    config this blast cannot build, one from a newer blast)."""
     family = config["env"]["id"].split(":", 1)[0]
     stored = 1.0 if config["replay"].get("mmap") else STORED_FRACTION.get(family, 1.0)
-    return round(replay_mib(config) * stored + CHECKPOINTS_AT_ONCE * checkpoint_mib(config))
+    try:
+        checkpoints = CHECKPOINTS_AT_ONCE * checkpoint_mib(config)
+    except ConfigError:
+        checkpoints = 0
+    return round(replay_mib(config) * stored + checkpoints)
 
 
 def free_mib(path: Path) -> int | None:
