@@ -154,10 +154,15 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def update_slow(self) -> None:
         """Every `slow_update` updates (update 0 included, as a hard copy) mix the critic into
-        the slow critic, which gives the λ-return's values and the actor's baseline."""
+        the slow critic, which gives the λ-return's values and the actor's baseline.
+
+        The count stays on the device and the mix is a tensor (0 between copies: lerp then
+        leaves every weight as it is, bit for bit), so nothing here waits for the GPU: reading
+        the count on the host would hold the CPU until the world model's step has run, instead
+        of queueing this step's kernels behind it."""
         every, fraction = self.cfg.critic.slow_update, self.cfg.critic.slow_fraction
-        if int(self.updates) % every == 0:
-            mix = 1.0 if int(self.updates) == 0 else fraction
-            torch._foreach_lerp_(list(self.slow_critic.parameters()),
-                                 list(self.critic.parameters()), mix)
+        n = self.updates
+        mix = torch.where(n == 0, 1.0, fraction) * (n % every == 0)
+        slow = list(self.slow_critic.parameters())
+        torch._foreach_lerp_(slow, list(self.critic.parameters()), [mix] * len(slow))
         self.updates += 1

@@ -296,3 +296,31 @@ def test_checkpoint_state_round_trips_with_weights_only(tmp_path):
     torch.manual_seed(5)
     m2 = other.update(batch)
     assert m1 == m2
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.25])
+def test_slow_critic_follows_the_critic_every_slow_update_updates(fraction):
+    # Update 0 copies the critic; then every `every` updates mix `fraction` of it in (spec §2.5);
+    # between them the slow critic does not move at all.
+    every = 3
+    agent, _ = build("dv2", **{"critic.slow_update": every, "critic.slow_fraction": fraction})
+    ac = agent.behavior
+    g = torch.Generator().manual_seed(0)
+    ref = None
+    for k in range(8):
+        with torch.no_grad():  # as training would have moved the critic
+            for p in ac.critic.parameters():
+                p.add_(torch.randn(p.shape, generator=g))
+        critic = [p.detach().double().clone() for p in ac.critic.parameters()]
+        before = [p.clone() for p in ac.slow_critic.parameters()]
+        ac.update_slow()
+        assert int(ac.updates) == k + 1
+        if k == 0:
+            ref = critic
+        elif k % every == 0:
+            ref = [r + fraction * (c - r) for r, c in zip(ref, critic, strict=True)]
+        else:
+            assert all(torch.equal(a, b) for a, b in zip(
+                ac.slow_critic.parameters(), before, strict=True))
+        for slow, r in zip(ac.slow_critic.parameters(), ref, strict=True):
+            torch.testing.assert_close(slow.double(), r, rtol=1e-6, atol=1e-6)
