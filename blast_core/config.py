@@ -307,7 +307,7 @@ class Config:
     cuda_graphs: bool = True
     """On a GPU in fp32, replay the world-model step (forward, backward, clip, Adam, EMA) and
     the imagination rollout of REINFORCE actors (no gradients through it) as CUDA graphs: the
-    same kernels with one launch each (blast_core/graphs.py; 2.5-4.7x faster updates on an
+    same kernels with one launch each (blast_core/graphs.py; 1.6-4.7x faster updates on an
     H100, docs/benchmarks.md). Ignored on CPU and under bf16; the samples differ from eager
     ones, not their law. false: every kernel launched from Python, as in eager PyTorch."""
 
