@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from blast_core import graphs
 from blast_core.config import Config
 from blast_core.dists import OneHot, TruncNormal
-from blast_core.graphs import Graphed
 from blast_core.losses import actor_loss, critic_loss, imagination_weight, lambda_return
 from blast_core.nets import MLP
 from blast_core.optim import Optimizer
@@ -58,7 +58,7 @@ class ActorCritic(nn.Module):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.actor_opt = Optimizer("actor", self.actor.parameters(), cfg.actor_opt)
         self.critic_opt = Optimizer("critic", self.critic.parameters(), cfg.critic_opt)
-        self.graphed_imagine: Graphed | None = None
+        self.graphed_imagine: graphs.Graphed | None = None
 
     def policy(self, feat: Tensor) -> OneHot | TruncNormal:
         return self._dist(self.actor(feat))
@@ -137,8 +137,7 @@ class ActorCritic(nn.Module):
 
     def _graphs(self, like: Tensor) -> bool:
         c = self.cfg
-        return (c.cuda_graphs and like.is_cuda and c.precision == "fp32"
-                and self.grad == "reinforce")
+        return graphs.wanted(c.cuda_graphs, c.precision, like) and self.grad == "reinforce"
 
     def _imagine_graphed(self, wm: nn.Module, start: State) -> tuple[State, Tensor]:
         """The no-gradient rollout as a replayed CUDA graph; the loss then runs the actor again
@@ -148,7 +147,7 @@ class ActorCritic(nn.Module):
                 with frozen(wm), torch.no_grad():
                     return wm.rssm.imagine(start, lambda f: self.policy(f).sample(),
                                            self.cfg.imag_horizon)
-            self.graphed_imagine = Graphed(rollout)
+            self.graphed_imagine = graphs.Graphed(rollout)
         return self.graphed_imagine(start)
 
     @torch.no_grad()

@@ -23,6 +23,12 @@ from torch.utils._pytree import tree_map
 Inputs = dict[str, Tensor]
 
 
+def wanted(cuda_graphs: bool, precision: str, like: Tensor) -> bool:
+    """Whether the agent's steps run as graphs: `cuda_graphs` on, on a GPU, in fp32 (autocast
+    caches its casts, which a capture would freeze)."""
+    return cuda_graphs and like.is_cuda and precision == "fp32"
+
+
 class Graphed:
     """`fn(inputs)`, captured as a CUDA graph and replayed. `fn` must run the same kernels for
     every input of the same shapes: no host syncs, no data-dependent Python branches.

@@ -18,9 +18,9 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from blast_core import graphs
 from blast_core.config import Config
 from blast_core.dists import OneHot, bernoulli_log_prob, normal_nll
-from blast_core.graphs import Graphed
 from blast_core.losses import kl_loss
 from blast_core.nets import MLP, Decoder, Encoder, preprocess
 from blast_core.optim import Optimizer
@@ -51,7 +51,7 @@ class WorldModel(nn.Module):
         self.opt = Optimizer("model", model, cfg.model_opt)
         self.probe_opt = Optimizer("probe", self.decoder.parameters(), cfg.model_opt) \
             if self.probe else None
-        self.graphed_step: Graphed | None = None
+        self.graphed_step: graphs.Graphed | None = None
 
     def observe(self, data: dict[str, Tensor]) -> tuple[State, State, Tensor]:
         """Posterior chains. Returns (post for the heads, KL target, image in [-0.5, 0.5])."""
@@ -120,13 +120,13 @@ class WorldModel(nn.Module):
         imagination starts and the step's metrics. With `cuda_graphs` on a GPU in fp32, the
         whole step (forward, backward, clip, Adam, EMA) is a replayed CUDA graph."""
         self.train()  # here, not in the graph: a replay runs no Python
-        if not (self.cfg.cuda_graphs and data["image"].is_cuda and self.cfg.precision == "fp32"):
+        if not graphs.wanted(self.cfg.cuda_graphs, self.cfg.precision, data["image"]):
             return self._step(data)
         if self.graphed_step is None:
             for opt in (self.opt, self.probe_opt):
                 if opt is not None:
                     opt.capturable()
-            self.graphed_step = Graphed(self._step)
+            self.graphed_step = graphs.Graphed(self._step)
         return self.graphed_step(data)
 
     def _step(self, data: dict[str, Tensor]) -> tuple[State, dict[str, Tensor]]:
