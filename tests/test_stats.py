@@ -50,6 +50,23 @@ def test_iqm_and_probability_of_improvement_match_scipy():
         assert 0 <= row["ci_low"] <= row["estimate"] <= row["ci_high"] <= 1
 
 
+def test_probability_of_improvement_is_rliables():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    for n, m in ((5, 5), (3, 7), (10, 4)):
+        x = rng.integers(0, 4, (n, 6)).astype(float)  # few values: many ties
+        y = rng.integers(0, 4, (m, 6)).astype(float)
+        assert stats.probability_of_improvement(x, y) == pytest.approx(
+            metrics.probability_of_improvement(x, y), abs=1e-12)
+    same = rng.normal(size=(5, 3))
+    assert stats.probability_of_improvement(same, same) == 0.5
+    assert stats.probability_of_improvement(same + 100, same) == 1.0
+    with_nan = same.copy()
+    with_nan[0, 0] = np.nan
+    assert np.isnan(stats.probability_of_improvement(with_nan, same))
+
+
 def test_bootstrap_is_reproducible_and_leaves_numpy_rng_alone():
     final = final_of(ladder_rows(envs=VARIANTS[:2], rungs=["dv2", "no_recon"], seeds=3))
     np.random.seed(123)

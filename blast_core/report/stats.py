@@ -89,6 +89,18 @@ def _pairs(rungs: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """rliable's P(X > Y) for (runs x tasks) score matrices: per task the Mann-Whitney U of X
+    over Y divided by n_x n_y, i.e. P(x > y) + P(x = y) / 2 over all pairs of runs, averaged
+    over tasks (NaN where a task has a NaN score). The same statistic as
+    `rliable.metrics.probability_of_improvement`, counted over all pairs at once: the bootstrap
+    calls it once per resample, and scipy's per-task call cost 35 s of a 36 s Figure-4 report."""
+    pairs = (x[:, None, :] > y[None, :, :]) + 0.5 * (x[:, None, :] == y[None, :, :])
+    by_task = pairs.mean(axis=(0, 1))
+    by_task[np.isnan(x).any(axis=0) | np.isnan(y).any(axis=0)] = np.nan
+    return float(by_task.mean())
+
+
 def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0) -> pd.DataFrame:
     """IQM rows (one per rung with data) and probability-of-improvement rows for one family."""
     from rliable import library as rly
@@ -115,7 +127,7 @@ def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0) -> pd.
             x = mats[r][0][:, [mats[r][1].index(t) for t in common]]
             y = mats[prev][0][:, [mats[prev][1].index(t) for t in common]]
             point, ci = rly.get_interval_estimates(
-                {"p": [x, y]}, metrics.probability_of_improvement, reps=reps
+                {"p": [x, y]}, probability_of_improvement, reps=reps
             )
             seeds = min(x.shape[0], y.shape[0])
             low, high = np.ravel(ci["p"])
