@@ -3,8 +3,10 @@
 #   1. benchmarks/gpu_graphs_check.py: graphed == eager, and the bench cells with/without graphs;
 #   2. a real paper-size MiniGrid run with cuda_graphs (prefill, updates, an evaluation, the
 #      final checkpoint), then its speed and memory metrics (host_mem_mb, peak_mem_mb) read
-#      back from its database.
-# Usage: bash benchmarks/gpu_session.sh OUT_DIR   (wheels of missing packages in .whl/, if any)
+#      back from its database;
+#   3. with PACK_CELLS="true:1 false:1 ...", benchmarks/gpu_packing.sh on those cells.
+# Usage: [CHECK_S=..] [RUN_S=..] [PACK_CELLS=..] bash benchmarks/gpu_session.sh OUT_DIR
+# (wheels of packages the machine lacks in .whl/, if any: minigrid, gymnasium, sqlalchemy, ...)
 set -uo pipefail
 out=${1:?OUT_DIR}
 mkdir -p "$out"
@@ -33,3 +35,6 @@ for step, name, value in db.execute(
         f"select step, name, value from metrics where name in {names} order by step, name"):
     print(step, name, value)
 PY
+if [ -n "${PACK_CELLS:-}" ]; then
+  CELLS="$PACK_CELLS" timeout "${PACK_S:-300}" bash benchmarks/gpu_packing.sh "$out"
+fi
