@@ -149,19 +149,22 @@ class Replay:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.directory / name)
-        self._insert(name, self._open(name) if self.cfg.mmap else episode)
+        self._insert(name, self._open(name, episode) if self.cfg.mmap else episode)
         return name
 
-    def _open(self, name: str) -> Episode:
-        """A stored episode's arrays; with `mmap`, its frames mapped from the file where the file
-        is uncompressed (one written with `mmap` off is read into memory)."""
+    def _open(self, name: str, episode: Episode | None = None) -> Episode:
+        """A stored episode's arrays (`episode`: the ones just written, not read again); with
+        `mmap`, its frames mapped from the file where the file is uncompressed (one written with
+        `mmap` off is read into memory)."""
         path = self.directory / name
         mapped = self.cfg.mmap and self.maps < self.max_maps
-        with np.load(path, allow_pickle=False) as data:
-            episode = {k: data[k] for k in KEYS if k != "image"}
-            image = memmap_member(path, "image") if mapped else None
-            episode["image"] = data["image"] if image is None else image
-        self.maps += image is not None
+        image = memmap_member(path, "image") if mapped else None
+        if episode is None:
+            with np.load(path, allow_pickle=False) as data:
+                episode = {k: data[k] for k in KEYS if k != "image" or image is None}
+        if image is not None:
+            episode = {**episode, "image": image}
+            self.maps += 1
         if self.cfg.mmap and self.maps == self.max_maps and not self.warned:
             self.warned = True
             warnings.warn(f"replay: {self.maps} episodes memory-mapped, half the kernel's "
