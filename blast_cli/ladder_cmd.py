@@ -105,8 +105,7 @@ def _finish(outcome: Outcome) -> None:
 def run_ladder(
     env: Annotated[list[str], typer.Option("--env", "-e", help="An env id (repeatable).")],
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 per env and rung.")] = 1,
-    rungs: Annotated[str, typer.Option("--rungs", help="Comma-separated rungs.")] = ",".join(
-        C.LADDER_IDS),
+    rungs: options.Rungs = None,
     preset: options.Preset = "paper",
     steps: Annotated[int | None, typer.Option("--steps", help="Agent steps of each run.")] = None,
     set_: options.Set = None,
@@ -136,8 +135,8 @@ def run_ladder(
                  cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
                     no_progress, executor, slurm, mem_per_run)
-    specs = grid(env, list(options.rung_list(rungs)), range(seeds), preset, experiment, steps,
-                 list(set_ or []))
+    rung_ids = options.rung_list(rungs or list(C.LADDER_IDS))
+    specs = grid(env, list(rung_ids), range(seeds), preset, experiment, steps, list(set_ or []))
     _finish(run_grid(specs, ex))
 
 

@@ -22,9 +22,17 @@ Set = Annotated[
 ]
 
 
-def rung_list(text: str) -> tuple[str, ...]:
-    """`--rungs dv2,bn` -> ("dv2", "bn"); the names are checked where they are used."""
-    names = tuple(r.strip() for r in text.split(",") if r.strip())
+Rungs = Annotated[
+    list[str] | None,
+    typer.Option("--rungs", help="Rungs, comma-separated or repeated (--rungs dv2,bn or "
+                 "--rungs dv2 --rungs bn); default: the whole ladder."),
+]
+
+
+def rung_list(values: list[str]) -> tuple[str, ...]:
+    """`--rungs dv2,bn` or `--rungs dv2 --rungs bn` -> ("dv2", "bn"): a repeated option must not
+    keep only its last value. The names are checked where they are used."""
+    names = tuple(r.strip() for text in values for r in text.split(",") if r.strip())
     if not names:
         raise BlastError("--rungs names no rung")
     return names

@@ -83,9 +83,9 @@ def report(
                      "the error lists them, e.g. 'steps=30000 rssm.stoch=8' ('' for none)."),
     ] = None,
     rungs: Annotated[
-        str | None,
-        typer.Option("--rungs", help="Only these comma-separated rungs, in drawing order, as "
-                     "run-ladder takes them (default: the whole ladder)."),
+        list[str] | None,
+        typer.Option("--rungs", help="Only these rungs, in drawing order, as run-ladder takes "
+                     "them: --rungs dv2,bn or --rungs dv2 --rungs bn (default: the whole ladder)."),
     ] = None,
     compare_settings: Annotated[
         bool,
