@@ -39,8 +39,9 @@ class Executor(StrEnum):
     submitit_local = "submitit-local"
 
 
-Gpus = Annotated[str | None, typer.Option(
-    "--gpus", help="GPUs to use: 0,1, all or none (default: all visible, else CPU workers).")]
+Gpus = Annotated[list[str] | None, typer.Option(
+    "--gpus", help="GPUs to use: 0,1 (or --gpus 0 --gpus 1), all or none (default: all "
+    "visible, else CPU workers).")]
 PerGpu = Annotated[int | None, typer.Option(
     "--per-gpu", help="Runs packed on each GPU at once (default: 4, fewer by cores and memory).")]
 Workers = Annotated[int | None, typer.Option(
@@ -70,10 +71,11 @@ NoProgress = Annotated[bool, typer.Option("--no-progress", help="Event lines, no
 Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name.")]
 
 
-def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: int | None,
-               workers: int | None, threads: int | None, max_retries: int, stale_after: float,
-               no_progress: bool, executor: Executor = Executor.local,
-               slurm: dict | None = None, mem_per_run: float | None = None) -> Execution:
+def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
+               per_gpu: int | None, workers: int | None, threads: int | None,
+               max_retries: int, stale_after: float, no_progress: bool,
+               executor: Executor = Executor.local, slurm: dict | None = None,
+               mem_per_run: float | None = None) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
     from blast_core.slurm import SlurmOptions
 
@@ -87,6 +89,7 @@ def _execution(results: str | None, db: str | None, gpus: str | None, per_gpu: i
         raise BlastError("--time-min, --runs-per-job and --cpus-per-job must be >= 1, "
                          "--gpus-per-job >= 0")
     root = results_root(results)
+    gpus = ",".join(gpu_list) if gpu_list else None  # repeated, the values add up
     if executor != Executor.local:
         # A job's GPUs and cores are SLURM's (--gpus-per-job): look at none here.
         gpus, per_gpu = gpus or "none", per_gpu or 1

@@ -166,13 +166,14 @@ def test_scheduler_never_packs_more_than_k_runs_on_a_gpu(tmp_path: Path) -> None
 
 
 def test_run_ladder_pins_each_run_to_one_gpu(tmp_path: Path) -> None:
-    """`--gpus 0,1 --per-gpu 2` on a machine without GPUs: every run gets its GPU's environment
-    and `--device cuda:0`, two runs per GPU; each then fails with torch's one-line reason.
-    `--rungs` repeated adds rungs (it once kept only the last)."""
+    """`--gpus 0 --gpus 1 --per-gpu 2` on a machine without GPUs: every run gets its GPU's
+    environment and `--device cuda:0`, two runs per GPU; each then fails with torch's one-line
+    reason.
+    `--rungs` and `--gpus` repeated add up (they once kept only the last)."""
     results, url, loc = where(tmp_path)
     done = blast("run-ladder", "--env", "minigrid:unmodified", "--rungs", "dv2",
-                 "--rungs", "no_recon", "--seeds", 2, *TINY, "--gpus", "0,1", "--per-gpu", 2,
-                 "--max-retries", 0, "--experiment", "pin", "--no-progress", *loc)
+                 "--rungs", "no_recon", "--seeds", 2, *TINY, "--gpus", "0", "--gpus", "1",
+                 "--per-gpu", 2, "--max-retries", 0, "--experiment", "pin", "--no-progress", *loc)
     assert done.returncode == 1, done.stderr
     runs = Store.open(url).runs("pin")
     assert len(runs) == 4
