@@ -1,6 +1,7 @@
 """`cuda_graphs=true` on a GPU: the graphed steps compute the eager ones, and what they save.
 
-    python3 benchmarks/gpu_graphs_check.py OUT_DIR [STAGE ...]   (imagine wm bench; wm-control)
+    python3 benchmarks/gpu_graphs_check.py OUT_DIR [STAGE ...]
+        (default, in this order: behavior imagine bench wm; also wm-control)
 
 1. Imagination, with sampling replaced by the mode (so both rollouts are deterministic): the
    replayed graph gives the eager rollout's states and actions for one batch's starts, again
@@ -11,8 +12,11 @@
    seed, one graphed, take the same steps on different batches (eager warm-ups, the capture,
    replays); starts, metrics and every weight, BatchNorm statistic and Adam moment agree at
    each step, and again after a checkpoint is loaded into the graphed one (which captures anew).
-4. Cost: `blast_core.bench` cells (paper MiniGrid and DMC) with and without `cuda_graphs`, in
-   one process; OUT_DIR/gpu_graphs.json.
+4. Stage `behavior`: whole updates with the behaviour step graphed as well
+   (`BLAST_GRAPH_BEHAVIOR=1`) against eager updates, checked as in 3, for REINFORCE (MiniGrid)
+   and dynamics gradients (DMC).
+5. Cost: `blast_core.bench` cells (paper MiniGrid and DMC), eager, graphs, and graphs with the
+   whole behaviour step, in one process; OUT_DIR/gpu_graphs.json.
 CI has no GPU, so this script is the check of the CUDA-only path. Torch-only imports.
 """
 
@@ -35,6 +39,10 @@ from blast_core.agent import Agent  # noqa: E402
 from blast_core.behavior import frozen  # noqa: E402
 from blast_core.bench import FAMILY_ENVS, bench_models, synthetic_batch  # noqa: E402
 from blast_core.config import make_config  # noqa: E402
+
+# CHECK_DEVICE=cpu runs the stages' code on a CPU, where nothing is graphed: a dry run of this
+# script before a GPU's short lease is spent on it.
+DEVICE = os.environ.get("CHECK_DEVICE", "cuda")
 
 
 def captured(behavior, wm, flat) -> None:  # noqa: ANN001
@@ -105,20 +113,57 @@ def check_world_model(family: str, rung: str, overrides: dict,
                 for key in m0:
                     close(m1[key], m0[key], f"step {i}: {key}")
             assert not graphs[1] or agents[1].wm.graphed_step.graph is not None, "no capture"
-            w0, w1 = (a.wm.state_dict() for a in agents)
-            for key in w0:
-                close(w1[key], w0[key], key)
-            for o0, o1 in ((agents[0].wm.opt, agents[1].wm.opt),
-                           (agents[0].wm.probe_opt, agents[1].wm.probe_opt)):
-                if o0 is None:
-                    continue
-                for p0, p1 in zip(o0.params, o1.params, strict=True):
-                    for key in ("exp_avg", "exp_avg_sq", "step"):
-                        close(o1.opt.state[p1][key], o0.opt.state[p0][key], f"Adam {key}",
-                              atol=1e-6)
+            same_state(*agents)
             print(f"world model {name}: graphed == eager ({phase})", flush=True)
     finally:
         dists.OneHot.sample = sample
+
+
+def same_state(a0: Agent, a1: Agent) -> None:
+    """Every weight, buffer (BatchNorm statistics, the update count) and Adam moment agrees."""
+    w0, w1 = a0.state_dict(), a1.state_dict()
+    for key in w0:
+        close(w1[key], w0[key], key)
+    o0, o1 = a0.optimizers(), a1.optimizers()
+    for name in o0:
+        for p0, p1 in zip(o0[name].params, o1[name].params, strict=True):
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                close(o1[name].opt.state[p1][key], o0[name].opt.state[p0][key],
+                      f"{name} Adam {key}", atol=1e-6)
+
+
+def check_update(family: str, rung: str, overrides: dict) -> None:
+    """Stage `behavior`: whole updates (both graphs, `BLAST_GRAPH_BEHAVIOR=1`) against eager
+    ones, as stage `wm` compares world-model steps: sampling replaced by the mode (OneHot and
+    the continuous actor's TruncNormal, whose mode keeps the dynamics gradient), deterministic
+    kernels, the metrics of every update and every state after the capture and after a
+    checkpoint is loaded into the graphed agent."""
+    env_id, act = FAMILY_ENVS[family]
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    agents = []
+    for graphed in (False, True):
+        cfg = make_config(env_id, rung, "paper", {"cuda_graphs": graphed, **overrides})
+        torch.manual_seed(0)
+        agents.append(Agent(cfg, act, DEVICE))
+    name = f"{family}/{rung}{'/made' if overrides else ''}"
+    saved = dists.OneHot.sample, dists.TruncNormal.sample
+    dists.OneHot.sample = dists.OneHot.mode
+    dists.TruncNormal.sample = lambda self, generator=None: self.mode()
+    try:
+        for phase, steps in (("first capture", 6), ("after loading a checkpoint", 5)):
+            if phase != "first capture":
+                agents[1].load_checkpoint_state(copy.deepcopy(agents[0].checkpoint_state()))
+            for i in range(steps):
+                batch = synthetic_batch(cfg, act, i)
+                m0, m1 = (a.update(batch) for a in agents)
+                for key in m0:
+                    close(torch.tensor(m1[key]), torch.tensor(m0[key]), f"step {i}: {key}")
+            assert DEVICE != "cuda" or agents[1].behavior.graphed_step.graph is not None, \
+                "no capture"
+            same_state(*agents)
+            print(f"update {name}: graphed == eager ({phase})", flush=True)
+    finally:
+        dists.OneHot.sample, dists.TruncNormal.sample = saved
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-5) -> None:
@@ -137,45 +182,82 @@ def attempt(what: str, fn, *args) -> bool:  # noqa: ANN001
         return False
 
 
-def main() -> None:
-    out = Path(sys.argv[1])
-    stages = sys.argv[2:] or ["imagine", "wm", "bench"]
-    out.mkdir(parents=True, exist_ok=True)
-    print(torch.__version__, torch.cuda.get_device_name(), flush=True)
-    made = {"rssm.ar_net": "made"}
-    variants = [("bn", {}), ("ar_prior", {}), ("ar_prior", made)]
-    if "imagine" in stages:
-        for rung, overrides in variants:
-            attempt(f"imagination {rung} {overrides}", check_exact, rung, overrides)
-    if "wm" in stages:
-        # warn_only: an op with no deterministic kernel is named, not fatal.
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        for family, rung, overrides in [
-                ("minigrid", "dv2", {}), ("minigrid", "bn", {}), ("minigrid", "ar_prior", {}),
-                ("minigrid", "ar_prior", made), ("dmc", "ar_prior", {})]:
-            attempt(f"world model {family} {rung} {overrides}", check_world_model, family,
-                    rung, overrides)
-        torch.use_deterministic_algorithms(False)
-    if "wm-control" in stages:
-        # Two eager agents, torch's default kernels: they differ with no graph involved.
-        attempt("control", check_world_model, "minigrid", "ar_prior", {}, (False, False))
-    if "bench" not in stages:
-        return
+MADE = {"rssm.ar_net": "made"}
+
+
+def stage_imagine(out: Path) -> None:
+    for rung, overrides in [("bn", {}), ("ar_prior", {}), ("ar_prior", MADE)]:
+        attempt(f"imagination {rung} {overrides}", check_exact, rung, overrides)
+
+
+def stage_wm(out: Path) -> None:
+    # warn_only: an op with no deterministic kernel is named, not fatal.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    for family, rung, overrides in [
+            ("minigrid", "dv2", {}), ("minigrid", "bn", {}), ("minigrid", "ar_prior", {}),
+            ("minigrid", "ar_prior", MADE), ("dmc", "ar_prior", {})]:
+        attempt(f"world model {family} {rung} {overrides}", check_world_model, family,
+                rung, overrides)
+    torch.use_deterministic_algorithms(False)
+
+
+def stage_behavior(out: Path) -> None:
+    os.environ["BLAST_GRAPH_BEHAVIOR"] = "1"
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    for family, rung, overrides in [
+            ("minigrid", "bn", {}), ("dmc", "bn", {}), ("dmc", "ar_prior", {}),
+            ("minigrid", "ar_prior", MADE)]:
+        attempt(f"update {family} {rung} {overrides}", check_update, family, rung, overrides)
+    torch.use_deterministic_algorithms(False)
+    del os.environ["BLAST_GRAPH_BEHAVIOR"]
+
+
+def stage_wm_control(out: Path) -> None:
+    # Two eager agents, torch's default kernels: they differ with no graph involved.
+    attempt("control", check_world_model, "minigrid", "ar_prior", {}, (False, False))
+
+
+def stage_bench(out: Path) -> None:
+    """eager (one same-machine baseline), `graphs` (the default), `whole` (graphs with the
+    whole behaviour step graphed too)."""
     torch.backends.cudnn.deterministic = False
     docs = {}
-    cells = [("minigrid", r, {}) for r in ("dv2", "bn", "ar_prior")] + [
-        ("minigrid", "ar_prior", made), ("dmc", "bn", {}), ("dmc", "ar_prior", {})]
-    for family, rung, overrides in cells:
-        for graphs in (False, True):
-            name = f"{family}_{rung}{'_made' if overrides else ''}{'_graphs' if graphs else ''}"
+    cells = [("minigrid", "bn", {}, "eager")] + [
+        (family, rung, overrides, mode)
+        for family, rung, overrides in [("dmc", "bn", {}), ("dmc", "ar_prior", {}),
+                                        ("minigrid", "bn", {}), ("minigrid", "ar_prior", MADE),
+                                        ("minigrid", "ar_prior", {})]
+        for mode in ("graphs", "whole")]
+    for family, rung, overrides, mode in cells:
+        name = f"{family}_{rung}{'_made' if overrides else ''}_{mode}"
+        os.environ["BLAST_GRAPH_BEHAVIOR"] = "1" if mode == "whole" else "0"
 
-            def cell(family=family, rung=rung, overrides=overrides, graphs=graphs,  # noqa: ANN001
-                     name=name) -> None:
-                docs[name] = bench_models("paper", family, [rung], "cuda", reps=5, warmup=3,
-                                          overrides={**overrides, "cuda_graphs": graphs},
-                                          echo=lambda line: print(f"{name}: {line}", flush=True))
-            attempt(name, cell)
-            (out / "gpu_graphs.json").write_text(json.dumps(docs, indent=1))
+        def cell(family=family, rung=rung, overrides=overrides, mode=mode,  # noqa: ANN001
+                 name=name) -> None:
+            docs[name] = bench_models(
+                "paper", family, [rung], DEVICE, reps=5, warmup=3,
+                overrides={**overrides, "cuda_graphs": mode != "eager"},
+                echo=lambda line: print(f"{name}: {line}", flush=True))
+        attempt(name, cell)
+        (out / "gpu_graphs.json").write_text(json.dumps(docs, indent=1))
+    del os.environ["BLAST_GRAPH_BEHAVIOR"]
+
+
+STAGES = {"behavior": stage_behavior, "imagine": stage_imagine, "bench": stage_bench,
+          "wm": stage_wm, "wm-control": stage_wm_control}
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    stages = sys.argv[2:] or ["behavior", "imagine", "bench", "wm"]
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        sys.exit(f"unknown stage(s) {sorted(unknown)}: choose from {list(STAGES)}")
+    out.mkdir(parents=True, exist_ok=True)
+    name = torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE
+    print(torch.__version__, name, flush=True)
+    for stage in stages:  # in the order given: the first ones are worth the most
+        STAGES[stage](out)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 #      back from its database;
 #   3. with PACK_CELLS="true:1 false:1 ...", benchmarks/gpu_packing.sh on those cells.
 # Usage: [CHECK_S=..] [RUN_S=..] [PACK_CELLS=..] bash benchmarks/gpu_session.sh OUT_DIR
-# (wheels of packages the machine lacks in .whl/, if any: minigrid, gymnasium, sqlalchemy, ...)
+# (wheels of packages the machine lacks in .whl/, made by benchmarks/gpu_wheels.sh: carry .whl)
 set -uo pipefail
 out=${1:?OUT_DIR}
 mkdir -p "$out"
@@ -21,7 +21,9 @@ timeout "${CHECK_S:-330}" python3 benchmarks/gpu_graphs_check.py "$out" 2>&1 | t
 res=/tmp/gpu_session_results
 rm -rf "$res"
 start=$(date +%s)
-timeout "${RUN_S:-150}" python3 -m blast_cli run --env minigrid:unmodified --rung ar_prior \
+# The whole behaviour step graphed too (BLAST_GRAPH_BEHAVIOR, until it is the default): RUN_BEHAVIOR=0
+# for the default graphs only.
+BLAST_GRAPH_BEHAVIOR=${RUN_BEHAVIOR:-1} timeout "${RUN_S:-150}" python3 -m blast_cli run --env minigrid:unmodified --rung ar_prior \
   --seed 0 --steps 1500 --set schedule.prefill=1000 --set schedule.eval_every=1500 \
   --set schedule.log_every=250 --set cuda_graphs=true --no-progress --results "$res" \
   2>&1 | tail -25 | tee "$out/run.log"

@@ -95,7 +95,7 @@ class Agent(nn.Module):
             opt.load_state_dict(state["optimizers"][name])
         # Loading replaced the optimisers' state tensors, which a captured graph would still
         # read: capture again.
-        self.wm.graphed_step = self.behavior.graphed_imagine = None
+        self.wm.graphed_step = self.behavior.graphed_imagine = self.behavior.graphed_step = None
 
     @property
     def updates(self) -> int:

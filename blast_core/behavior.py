@@ -59,6 +59,7 @@ class ActorCritic(nn.Module):
         self.actor_opt = Optimizer("actor", self.actor.parameters(), cfg.actor_opt)
         self.critic_opt = Optimizer("critic", self.critic.parameters(), cfg.critic_opt)
         self.graphed_imagine: graphs.Graphed | None = None
+        self.graphed_step: graphs.Graphed | None = None
 
     def policy(self, feat: Tensor) -> OneHot | TruncNormal:
         return self._dist(self.actor(feat))
@@ -73,10 +74,28 @@ class ActorCritic(nn.Module):
 
     def train_step(self, wm: nn.Module, start: State,
                    is_terminal: Tensor) -> dict[str, Tensor]:
-        """One actor and critic update from the B·T posterior starts (already detached)."""
+        """One actor and critic update from the B·T posterior starts (already detached).
+
+        With `cuda_graphs` on a GPU in fp32, REINFORCE's rollout is a replayed CUDA graph; with
+        `BLAST_GRAPH_BEHAVIOR=1` as well, the whole step is (`graphs.behavior_step`)."""
+        if not (graphs.behavior_step() and self._graphs(start["deter"], any_grad=True)):
+            return self._step(wm, start, is_terminal)
+        if self.graphed_step is None:
+            self.actor_opt.capturable()
+            self.critic_opt.capturable()
+            keys = sorted(start)
+
+            def step(inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+                return self._step(wm, {k: inputs[k] for k in keys}, inputs["is_terminal"],
+                                  in_graph=True)
+            self.graphed_step = graphs.Graphed(step)
+        return self.graphed_step({**start, "is_terminal": is_terminal})
+
+    def _step(self, wm: nn.Module, start: State, is_terminal: Tensor,
+              in_graph: bool = False) -> dict[str, Tensor]:
         self.update_slow()
         with autocast(self.cfg.precision, start["deter"].device):
-            loss_actor, loss_critic, metrics = self.losses(wm, start, is_terminal)
+            loss_actor, loss_critic, metrics = self.losses(wm, start, is_terminal, in_graph)
         self.actor_opt.zero_grad()
         self.critic_opt.zero_grad()
         # The two losses share no parameters, so one backward pass serves both optimisers.
@@ -84,9 +103,10 @@ class ActorCritic(nn.Module):
         metrics.update(**self.actor_opt.step(), **self.critic_opt.step())
         return metrics
 
-    def losses(self, wm: nn.Module, start: State,
-               is_terminal: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """(actor loss, critic loss, metrics) of a rollout imagined from the starts [B, T, ...]."""
+    def losses(self, wm: nn.Module, start: State, is_terminal: Tensor,
+               in_graph: bool = False) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(actor loss, critic loss, metrics) of a rollout imagined from the starts [B, T, ...];
+        `in_graph`: the caller is being captured, so the rollout must not be a graph of its own."""
         cfg = self.cfg
         start = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
         # The fast path keeps the actor's outputs of the rollout, with their graph, for the loss
@@ -102,7 +122,7 @@ class ActorCritic(nn.Module):
 
         # Only `dynamics` gradients need the imagined trajectory's graph.
         with frozen(wm), torch.set_grad_enabled(self.grad != "reinforce"):
-            if self._graphs(start["deter"]):
+            if not in_graph and self._graphs(start["deter"]):
                 seq, action = self._imagine_graphed(wm, start)
             else:
                 seq, action = wm.rssm.imagine(start, act, cfg.imag_horizon)
@@ -135,9 +155,12 @@ class ActorCritic(nn.Module):
         )
         return loss_actor, loss_critic, metrics
 
-    def _graphs(self, like: Tensor) -> bool:
+    def _graphs(self, like: Tensor, any_grad: bool = False) -> bool:
+        """Whether to graph: the whole step (`any_grad`) for either actor gradient, the rollout
+        alone only without gradients through it (REINFORCE)."""
         c = self.cfg
-        return graphs.wanted(c.cuda_graphs, c.precision, like) and self.grad == "reinforce"
+        return (graphs.wanted(c.cuda_graphs, c.precision, like)
+                and (any_grad or self.grad == "reinforce"))
 
     def _imagine_graphed(self, wm: nn.Module, start: State) -> tuple[State, Tensor]:
         """The no-gradient rollout as a replayed CUDA graph; the loss then runs the actor again

@@ -13,6 +13,7 @@ memory, so it needs:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,14 @@ from torch import Tensor
 from torch.utils._pytree import tree_map
 
 Inputs = dict[str, Tensor]
+
+
+def behavior_step() -> bool:
+    """Whether the whole behaviour step (imagination, the actor and critic losses, their
+    backward and optimisers, the slow critic) is one graph, not only REINFORCE's rollout: opt-in
+    with `BLAST_GRAPH_BEHAVIOR=1` until `benchmarks/gpu_graphs_check.py`'s stage `behavior` has
+    passed on a GPU. It is the step that DMC's updates still run eagerly (docs/benchmarks.md)."""
+    return os.environ.get("BLAST_GRAPH_BEHAVIOR", "0") == "1"
 
 
 def wanted(cuda_graphs: bool, precision: str, like: Tensor) -> bool:

@@ -229,16 +229,20 @@ def test_one_update_with_the_made_ar_prior(env):
     assert any(not torch.equal(before[k], after[k]) for k in actor)
 
 
-def test_cuda_graphs_setting_changes_nothing_off_gpu():
+@pytest.mark.parametrize("whole_behavior", ["0", "1"])
+def test_cuda_graphs_setting_changes_nothing_off_gpu(whole_behavior, monkeypatch):
     # The graphed steps are a CUDA-only path (checked on a GPU by benchmarks/gpu_graphs_check.py);
     # elsewhere the setting must leave the update exactly as it is.
+    monkeypatch.setenv("BLAST_GRAPH_BEHAVIOR", whole_behavior)
     metrics, states = [], []
     for graphs in (False, True):
         agent, batch = build("bn", **{"cuda_graphs": graphs})
         torch.manual_seed(1)
         metrics.append(agent.update(batch))
         states.append(agent.state_dict())
-        assert agent.behavior.graphed_imagine is None and agent.wm.graphed_step is None
+        behavior = agent.behavior
+        assert behavior.graphed_imagine is None and behavior.graphed_step is None
+        assert agent.wm.graphed_step is None
     assert metrics[0] == metrics[1]
     for key, value in states[0].items():
         torch.testing.assert_close(states[1][key], value, rtol=0, atol=0, msg=key)
