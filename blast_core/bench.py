@@ -6,6 +6,8 @@ For each rung, after warm-up, the median over `reps` repetitions of
     imagine_ms       the imagination rollout of H steps from all B·T starts, forward only
     behavior_ms      one actor and critic step, imagination included
     update_ms        one whole `Agent.update`
+    act_ms           one acting step as a run takes it between updates: the policy on one
+                     frame (encoder, posterior step, actor, a sample), the action read back
 
 and, from one extra update each, `peak_mb` (the most tensor memory live during the update,
 weights and optimiser state included) and `flops` (torch's FLOP counter: matmuls and
@@ -43,8 +45,8 @@ FAMILY_ENVS: dict[str, tuple[str, ActSpace]] = {
     "minigrid": ("minigrid:unmodified", ActSpace(True, 3)),
     "dmc": ("dmc:walker_run", ActSpace(False, 6)),
 }
-METRICS = ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "peak_mb", "flops",
-           "gflops_per_s")
+METRICS = ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "act_ms", "peak_mb",
+           "flops", "gflops_per_s")
 PATHS = ("fast", "plain", "both")
 
 
@@ -186,7 +188,25 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
         "flops": count_flops(lambda: agent.update(batch)),
     }
     row["gflops_per_s"] = row["flops"] / 1e9 / (row["update_ms"] / 1e3)
+    row["act_ms"] = _act_ms(agent, batch, device, reps, warmup)
     return row
+
+
+def _act_ms(agent: Agent, batch: dict[str, Tensor], device: torch.device, reps: int,
+            warmup: int) -> float:
+    """An env step's share of the agent's work, which a run pays `train_every` times per update
+    (`Session.act`); short, so timed over ten times the repetitions."""
+    frames = batch["image"][0]
+    obs = {"image": frames[:1], "is_first": torch.ones(1, dtype=torch.bool, device=device)}
+    state = None
+
+    def act() -> None:
+        nonlocal state
+        action, state = agent.policy(obs, state, "train")
+        action[0].cpu().numpy()
+        obs["is_first"] = torch.zeros(1, dtype=torch.bool, device=device)
+
+    return median_ms(act, device, 10 * reps, warmup + 1)
 
 
 def bench_models(preset: str = "paper", family: str = "minigrid",
@@ -248,14 +268,15 @@ def _device_name(device: torch.device) -> str:
 
 def format_header() -> str:
     return (f"{'rung':11} {'path':5} {'wm ms':>8} {'imag ms':>8} {'behav ms':>9} "
-            f"{'update ms':>10} {'peak MB':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'util':>5}")
+            f"{'update ms':>10} {'act ms':>7} {'peak MB':>8} {'GFLOP':>7} {'GFLOP/s':>8} "
+            f"{'util':>5}")
 
 
 def format_row(row: dict[str, Any]) -> str:
     return (f"{row['rung']:11} {row.get('path', ''):5} {row['world_model_ms']:8.1f} "
             f"{row['imagine_ms']:8.1f} {row['behavior_ms']:9.1f} {row['update_ms']:10.1f} "
-            f"{row['peak_mb']:8.1f} {row['flops'] / 1e9:7.1f} {row['gflops_per_s']:8.1f} "
-            f"{row.get('utilization', 0):5.0%}")
+            f"{row['act_ms']:7.2f} {row['peak_mb']:8.1f} {row['flops'] / 1e9:7.1f} "
+            f"{row['gflops_per_s']:8.1f} {row.get('utilization', 0):5.0%}")
 
 
 def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:

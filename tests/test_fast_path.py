@@ -162,8 +162,8 @@ def test_bench_writes_the_documented_json_and_compares_to_a_baseline(tmp_path):
     assert doc["precision"] == "fp32"
     assert [r["rung"] for r in doc["results"]] == ["bn", "ar_prior"]
     for row in doc["results"]:
-        for key in ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "peak_mb",
-                    "flops", "gflops_per_s", "utilization"):
+        for key in ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "act_ms",
+                    "peak_mb", "flops", "gflops_per_s", "utilization"):
             assert row[key] > 0, (row["rung"], key)
         assert isinstance(row["flops"], int)
     # The AR prior's extra GRU makes the update strictly more work than the rung below it.
