@@ -23,13 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from blast_core.train import proc_status_mib  # noqa: E402
 
 
 def rendered_episode(steps: int = 500) -> dict[str, np.ndarray]:
@@ -53,7 +47,7 @@ def measure(mmap: bool, steps: int) -> dict:
     base = rendered_episode()
     with tempfile.TemporaryDirectory() as folder:
         replay = Replay(Path(folder), ReplayConfig(capacity=steps, mmap=mmap), 16, 50, seed=0)
-        before = status_mib("RssAnon")
+        before = proc_status_mib("RssAnon")
         adds = []
         for index in range(steps // 500):
             data = {k: np.roll(v, index, 0) if k == "image" else v for k, v in base.items()}
@@ -67,8 +61,9 @@ def measure(mmap: bool, steps: int) -> dict:
             replay.sample()
             samples.append((time.perf_counter() - start) * 1e3)
         disk = sum(f.stat().st_size for f in Path(folder).iterdir())
-        return {"mmap": mmap, "steps": replay.steps, "rss_anon_mib": status_mib("RssAnon") - before,
-                "rss_file_mib": status_mib("RssFile"), "disk_mib": disk / 2**20,
+        anon = proc_status_mib("RssAnon") - before
+        return {"mmap": mmap, "steps": replay.steps, "rss_anon_mib": anon,
+                "rss_file_mib": proc_status_mib("RssFile"), "disk_mib": disk / 2**20,
                 "add_ms": statistics.median(adds), "sample_ms": statistics.median(samples)}
 
 

@@ -218,15 +218,30 @@ def to_device(tree: Any, device: str) -> Any:
     return tree
 
 
-SPEED_METRICS = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb")
+SPEED_METRICS = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb", "host_anon_mb")
 """The metrics of the machine, not of the run: two runs with the same seed differ only in them."""
+
+
+def proc_status_mib(field: str, path: Path = Path("/proc/self/status")) -> float:
+    """A memory field of this process's status in MiB (`RssAnon`, `VmHWM`, ...); NaN where the
+    kernel has no such file or field (not Linux)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return math.nan
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    return math.nan
 
 
 class Speed:
     """Agent steps and updates per second of wall time since the previous log row, and the peak
     memory of this process so far (`peak_mem_mb`: the GPU's allocator on CUDA, else resident
     memory; `host_mem_mb`: resident memory on either), what a run needs when choosing --per-gpu,
-    --workers or --mem-per-run."""
+    --workers or --mem-per-run. `host_anon_mb` is the anonymous part of resident memory now:
+    what the kernel cannot reclaim, without the replay pages that `replay.mmap` maps from disk
+    (which `host_mem_mb` counts once read)."""
 
     def __init__(self, step: int, updates: int, device: str = "cpu") -> None:
         self.mark, self.device = (time.perf_counter(), step, updates), device
@@ -238,9 +253,13 @@ class Speed:
         host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux: KiB
         peak = (torch.cuda.max_memory_reserved(self.device) / 2**20
                 if self.device.startswith("cuda") else host)
-        return {"steps_per_s": (step - step0) / seconds,
-                "updates_per_s": (updates - updates0) / seconds, "peak_mem_mb": peak,
-                "host_mem_mb": host}
+        rates = {"steps_per_s": (step - step0) / seconds,
+                 "updates_per_s": (updates - updates0) / seconds, "peak_mem_mb": peak,
+                 "host_mem_mb": host}
+        anon = proc_status_mib("RssAnon")
+        if math.isfinite(anon):  # Linux only
+            rates["host_anon_mb"] = anon
+        return rates
 
 
 # --- the run's state -----------------------------------------------------------------------------

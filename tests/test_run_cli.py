@@ -92,9 +92,11 @@ def test_minigrid_run_end_to_end(finished):
     assert not rows.duplicated(["step", "name"]).any()
     frame = store(finished).metrics_frame()
     mine = frame[frame.run_id == RUN_ID]
-    for name in ("peak_mem_mb", "host_mem_mb"):
+    for name in ("peak_mem_mb", "host_mem_mb", "host_anon_mb"):
         peak = mine[mine.name == name].value
         assert len(peak) and peak.min() > 100  # torch alone takes more (MiB)
+    memory = mine.pivot(index="step", columns="name", values="value")
+    assert (memory.host_anon_mb < memory.host_mem_mb).all()  # a part of the resident peak
     directory = finished / RUN_ID
     assert (directory / "config.yaml").exists() and (directory / "run.json").exists()
     assert sorted(p.name for p in (directory / "checkpoints").iterdir()) == [

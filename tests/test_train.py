@@ -23,6 +23,7 @@ from blast_core.train import (
     act_space_of,
     due,
     episode_seed,
+    proc_status_mib,
     train,
 )
 
@@ -78,6 +79,18 @@ def test_cadence_and_seeds():
     mean.add({"a": 1.0})
     mean.add({"a": 3.0, "b": 2.0})
     assert mean.pop() == {"a": 2.0, "b": 2.0} and mean.pop() == {}
+
+
+def test_anonymous_memory_is_read_from_the_kernel(tmp_path):
+    before = proc_status_mib("RssAnon")
+    held = np.ones(256 * 2**20, np.uint8)  # written, so resident
+    assert proc_status_mib("RssAnon") - before > 200
+    del held
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nRssAnon:\t   2048 kB\n")
+    assert proc_status_mib("RssAnon", status) == 2.0
+    assert np.isnan(proc_status_mib("RssFile", status))
+    assert np.isnan(proc_status_mib("RssAnon", tmp_path / "absent"))
 
 
 def test_episode_in_progress_is_restored_by_re_stepping_its_actions():
