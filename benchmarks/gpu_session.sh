@@ -31,7 +31,7 @@ echo "run wall: $(( $(date +%s) - start )) s" | tee -a "$out/run.log"
 python3 - "$res/blast.db" <<'PY' 2>&1 | tee -a "$out/run.log"
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-names = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb", "model_loss", "kl",
+names = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb", "host_anon_mb", "model_loss", "kl",
          "eval_return", "eval_score")
 for step, name, value in db.execute(
         f"select step, name, value from metrics where name in {names} order by step, name"):
