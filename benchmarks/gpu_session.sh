@@ -21,9 +21,10 @@ timeout "${CHECK_S:-330}" python3 benchmarks/gpu_graphs_check.py "$out" 2>&1 | t
 res=/tmp/gpu_session_results
 rm -rf "$res"
 start=$(date +%s)
-# The whole behaviour step graphed too (BLAST_GRAPH_BEHAVIOR, until it is the default): RUN_BEHAVIOR=0
-# for the default graphs only.
-BLAST_GRAPH_BEHAVIOR=${RUN_BEHAVIOR:-1} timeout "${RUN_S:-150}" python3 -m blast_cli run --env minigrid:unmodified --rung ar_prior \
+# The whole behaviour step graphed too (BLAST_GRAPH_BEHAVIOR, until it is the default);
+# RUN_BEHAVIOR=0 for the default graphs only.
+BLAST_GRAPH_BEHAVIOR=${RUN_BEHAVIOR:-1} \
+timeout "${RUN_S:-150}" python3 -m blast_cli run --env minigrid:unmodified --rung ar_prior \
   --seed 0 --steps 1500 --set schedule.prefill=1000 --set schedule.eval_every=1500 \
   --set schedule.log_every=250 --set cuda_graphs=true --no-progress --results "$res" \
   2>&1 | tail -25 | tee "$out/run.log"
@@ -31,8 +32,8 @@ echo "run wall: $(( $(date +%s) - start )) s" | tee -a "$out/run.log"
 python3 - "$res/blast.db" <<'PY' 2>&1 | tee -a "$out/run.log"
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-names = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb", "host_anon_mb", "model_loss", "kl",
-         "eval_return", "eval_score")
+names = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb", "host_anon_mb",
+         "model_loss", "kl", "eval_return", "eval_score")
 for step, name, value in db.execute(
         f"select step, name, value from metrics where name in {names} order by step, name"):
     print(step, name, value)

@@ -196,8 +196,8 @@ def _act_ms(agent: Agent, batch: dict[str, Tensor], device: torch.device, reps: 
             warmup: int) -> float:
     """An env step's share of the agent's work, which a run pays `train_every` times per update
     (`Session.act`); short, so timed over ten times the repetitions."""
-    frames = batch["image"][0]
-    obs = {"image": frames[:1], "is_first": torch.ones(1, dtype=torch.bool, device=device)}
+    obs = {"image": batch["image"][0, :1], "is_first": torch.ones(1, dtype=torch.bool,
+                                                                   device=device)}
     state = None
 
     def act() -> None:
