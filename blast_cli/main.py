@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from blast_cli.argv import repeated_option
 from blast_core.errors import BlastError
 
 # Command-line words -> the modules that define them, in the order `blast --help` lists them.
@@ -63,10 +64,16 @@ def __getattr__(name: str) -> typer.Typer:
 
 
 def main() -> None:
-    """Console entry point: click reports usage errors itself; blast's user errors become one
-    line on stderr and exit code 2, never a traceback."""
+    """Console entry point: click reports usage errors itself; blast's user errors, a plain
+    option given twice among them, become one line on stderr and exit code 2, never a
+    traceback."""
     word = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     app = build_app(_NEEDS.get(word, _MODULES))
+    if "--help" not in sys.argv:
+        problem = repeated_option(typer.main.get_command(app), sys.argv[1:])
+        if problem:
+            typer.echo(f"error: {problem}", err=True)
+            sys.exit(2)
     try:
         app()
     except BlastError as e:

@@ -9,10 +9,13 @@ For each rung, after warm-up, the median over `reps` repetitions of
     act_ms           one acting step as a run takes it between updates: the policy on one
                      frame (encoder, posterior step, actor, a sample), the action read back
 
-and, from one extra update each, `peak_mb` (the most tensor memory live during the update,
-weights and optimiser state included) and `flops` (torch's FLOP counter: matmuls and
-convolutions, forward and backward). `gflops_per_s = flops / update time` is set against the
-machine's matmul peak, measured in the same run, as `utilization`.
+and, from one extra update each, run eagerly even where the agent's steps are CUDA graphs,
+`peak_mb` (the most tensor memory live during the update, weights and optimiser state included)
+and `flops` (torch's FLOP counter: matmuls and convolutions, forward and backward).
+`gflops_per_s = flops / update time` is set against the machine's matmul peak, measured in the
+same run, as `utilization`. On a GPU, `reserved_mb` is the most memory CUDA's allocator held
+for the rung until then (its cache and the graphs' pools included): what a run on a shared GPU
+takes from the others.
 
 Benchmarks are measurements, never tests: nothing here asserts a speed.
 """
@@ -34,6 +37,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
+from blast_core import graphs
 from blast_core.agent import ActSpace, Agent
 from blast_core.behavior import frozen
 from blast_core.config import FAMILIES, LADDER_IDS, RUNG_IDS, Config, make_config
@@ -46,7 +50,7 @@ FAMILY_ENVS: dict[str, tuple[str, ActSpace]] = {
     "dmc": ("dmc:walker_run", ActSpace(False, 6)),
 }
 METRICS = ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "act_ms", "peak_mb",
-           "flops", "gflops_per_s")
+           "reserved_mb", "flops", "gflops_per_s")
 PATHS = ("fast", "plain", "both")
 
 
@@ -167,9 +171,17 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
                warmup: int) -> dict[str, Any]:
     """The metrics of one config (see the module docstring)."""
     torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the previous cell's blocks and graph pools
+        torch.cuda.reset_peak_memory_stats(device)
     agent = Agent(cfg, act, device)
     batch = {k: v.to(device) for k, v in synthetic_batch(cfg, act).items()}
     wm, behavior = agent.wm, agent.behavior
+    if graphs.wanted(cfg.cuda_graphs, cfg.precision, batch["image"]):
+        # Captured before any timing, so that every timed call replays whatever
+        # `--warmup` is: each graph runs `graphs.WARMUP` calls eagerly, then captures.
+        for _ in range(graphs.WARMUP + 1):
+            agent.update(batch)
     start, _ = wm.train_step(batch)
     flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
 
@@ -184,9 +196,14 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
         "behavior_ms": median_ms(
             lambda: behavior.train_step(wm, start, batch["is_terminal"]), device, reps, warmup),
         "update_ms": median_ms(lambda: agent.update(batch), device, reps, warmup),
-        "peak_mb": peak_mb(lambda: agent.update(batch), device, _resident(agent, batch)),
-        "flops": count_flops(lambda: agent.update(batch)),
     }
+    if device.type == "cuda":
+        row["reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
+    # A graph's replay is invisible to both counters: they count an eager update, the same
+    # arithmetic and the tensors it needs, which graphs keep in pools of their own.
+    with graphs.eager():
+        row["peak_mb"] = peak_mb(lambda: agent.update(batch), device, _resident(agent, batch))
+        row["flops"] = count_flops(lambda: agent.update(batch))
     row["gflops_per_s"] = row["flops"] / 1e9 / (row["update_ms"] / 1e3)
     row["act_ms"] = _act_ms(agent, batch, device, reps, warmup)
     return row

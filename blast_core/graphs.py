@@ -13,8 +13,10 @@ memory, so it needs:
 
 from __future__ import annotations
 
+import contextvars
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -22,6 +24,8 @@ from torch import Tensor
 from torch.utils._pytree import tree_map
 
 Inputs = dict[str, Tensor]
+WARMUP = 3  # eager calls before the capture (`Graphed`)
+_eager = contextvars.ContextVar("blast_graphs_eager", default=False)
 
 
 def behavior_step() -> bool:
@@ -34,8 +38,20 @@ def behavior_step() -> bool:
 
 def wanted(cuda_graphs: bool, precision: str, like: Tensor) -> bool:
     """Whether the agent's steps run as graphs: `cuda_graphs` on, on a GPU, in fp32 (autocast
-    caches its casts, which a capture would freeze)."""
-    return cuda_graphs and like.is_cuda and precision == "fp32"
+    caches its casts, which a capture would freeze), and not inside `eager()`."""
+    return cuda_graphs and like.is_cuda and precision == "fp32" and not _eager.get()
+
+
+@contextmanager
+def eager() -> Iterator[None]:
+    """The agent's steps run eagerly inside, with the same parameters and optimiser state as
+    the graphs (which stay captured). A replay runs no torch op that a dispatch mode sees, so
+    what counts ops (`blast bench`'s FLOPs and live tensors) counts them here."""
+    token = _eager.set(True)
+    try:
+        yield
+    finally:
+        _eager.reset(token)
 
 
 class Graphed:
@@ -48,7 +64,7 @@ class Graphed:
     workspaces, autotuning, optimiser state) exists before the capture and is not recorded in it.
     """
 
-    def __init__(self, fn: Callable[[Inputs], Any], warmup: int = 3):
+    def __init__(self, fn: Callable[[Inputs], Any], warmup: int = WARMUP):
         self.fn, self.warmup = fn, warmup
         self.key: tuple | None = None
         self.graph: torch.cuda.CUDAGraph | None = None

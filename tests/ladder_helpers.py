@@ -17,8 +17,13 @@ T = TypeVar("T")
 
 # The tiny preset cut to the least that still trains, evaluates and checkpoints mid-run:
 # prefill one 100-step MiniGrid episode, train to step 150, checkpoints at 50, 100 and 150.
-TINY = ["--preset", "tiny", "--steps", "150", "--set", "schedule.prefill=100",
-        "--set", "schedule.eval_every=150", "--set", "schedule.checkpoint_every=50"]
+def tiny(steps: int = 150) -> list[str]:
+    """The tiny preset's options, trained to `steps` (an option given twice is an error)."""
+    return ["--preset", "tiny", "--steps", str(steps), "--set", "schedule.prefill=100",
+            "--set", "schedule.eval_every=150", "--set", "schedule.checkpoint_every=50"]
+
+
+TINY = tiny()
 ENVS = ["minigrid:unmodified", "minigrid:smaller_agent"]
 
 

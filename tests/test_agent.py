@@ -3,10 +3,12 @@ DV2 equivalence, one update of every rung, and overfitting a fixed batch."""
 
 import dataclasses
 import itertools
+import types
 
 import pytest
 import torch
 
+from blast_core import graphs
 from blast_core.agent import ActSpace, Agent
 from blast_core.config import RUNG_IDS, RSSMConfig, make_config
 from blast_core.errors import ConfigError
@@ -235,8 +237,8 @@ def test_cuda_graphs_setting_changes_nothing_off_gpu(whole_behavior, monkeypatch
     # elsewhere the setting must leave the update exactly as it is.
     monkeypatch.setenv("BLAST_GRAPH_BEHAVIOR", whole_behavior)
     metrics, states = [], []
-    for graphs in (False, True):
-        agent, batch = build("bn", **{"cuda_graphs": graphs})
+    for on in (False, True):
+        agent, batch = build("bn", **{"cuda_graphs": on})
         torch.manual_seed(1)
         metrics.append(agent.update(batch))
         states.append(agent.state_dict())
@@ -246,6 +248,21 @@ def test_cuda_graphs_setting_changes_nothing_off_gpu(whole_behavior, monkeypatch
     assert metrics[0] == metrics[1]
     for key, value in states[0].items():
         torch.testing.assert_close(states[1][key], value, rtol=0, atol=0, msg=key)
+
+
+def test_graphs_eager_turns_graphs_off_only_inside():
+    # `blast bench` counts FLOPs and live tensors of a graphed GPU agent inside `eager()`: a
+    # replay runs no op that torch's counters see. Only `is_cuda` of the example is read.
+    gpu = types.SimpleNamespace(is_cuda=True)
+    assert graphs.wanted(True, "fp32", gpu)
+    with graphs.eager():
+        assert not graphs.wanted(True, "fp32", gpu)
+        with graphs.eager():
+            assert not graphs.wanted(True, "fp32", gpu)
+        assert not graphs.wanted(True, "fp32", gpu)
+    assert graphs.wanted(True, "fp32", gpu)
+    assert not graphs.wanted(False, "fp32", gpu) and not graphs.wanted(True, "bf16", gpu)
+    assert not graphs.wanted(True, "fp32", torch.zeros(1))
 
 
 @pytest.mark.parametrize("rung,ar_net", [("dv2", "gru"), ("ar_prior", "gru"), ("ar_prior", "made")])

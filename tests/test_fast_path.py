@@ -147,7 +147,8 @@ def test_fast_posterior_chain_matches_obs_step_loop():
 
 
 def bench(*args: str, cwd) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "blast_cli", "bench", "--preset", "tiny", "--reps", "1",
+    preset = [] if "--preset" in args else ["--preset", "tiny"]  # given twice is an error
+    cmd = [sys.executable, "-m", "blast_cli", "bench", *preset, "--reps", "1",
            "--warmup", "0", "--threads", "1", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
 

@@ -29,6 +29,7 @@ from ladder_helpers import (
     ladder_end_to_end,
     running_with_checkpoint,
     start_blast,
+    tiny,
     wait_for,
 )
 from rich.console import Console
@@ -199,7 +200,7 @@ def test_tiny_ladder_with_a_killed_run_resume_and_resubmission(tmp_path: Path) -
 def test_ctrl_c_checkpoints_every_run_and_marks_it_interrupted(tmp_path: Path) -> None:
     results, url, loc = where(tmp_path)
     proc = start_blast("run-ladder", "--env", ENVS[0], "--rungs", "dv2,stop_grad,bn",
-                       "--seeds", 1, *TINY, "--steps", 1000, "--workers", 2,
+                       "--seeds", 1, *tiny(1000), "--workers", 2,
                        "--experiment", "stop", "--no-progress", *loc)
     store = wait_for(lambda: (results / "blast.db").exists() and Store.open(url), what="the db")
     running = wait_for(lambda: running_with_checkpoint(store, "stop", count=2), what="2 runs")
@@ -216,8 +217,8 @@ def test_ctrl_c_checkpoints_every_run_and_marks_it_interrupted(tmp_path: Path) -
 
 def test_cancel_stops_a_running_run_and_the_ladder_skips_it(tmp_path: Path) -> None:
     results, url, loc = where(tmp_path)
-    ladder = ["run-ladder", "--env", ENVS[0], "--rungs", "dv2", "--seeds", 1, *TINY,
-              "--steps", 1000, "--experiment", "c", "--no-progress", *loc]
+    ladder = ["run-ladder", "--env", ENVS[0], "--rungs", "dv2", "--seeds", 1,
+              *tiny(1000), "--experiment", "c", "--no-progress", *loc]
     proc = start_blast(*ladder)
     store = wait_for(lambda: (results / "blast.db").exists() and Store.open(url), what="the db")
     (run,) = wait_for(lambda: running_with_checkpoint(store, "c"), what="a running run")
@@ -345,6 +346,8 @@ def test_a_bad_recipe_is_one_line_and_writes_nothing(
     (["--seeds", "0"], "--seeds"),
     (["--set", "rssm.stoch"], "key=value"),
     (["--executor", "slurm", "--gpus-per-job", "1"], "sbatch"),
+    # click would keep the last one without a word: 3 seeds, not the 2 asked for first
+    (["--seeds", "2", "--seeds=3"], "--seeds is given twice (2, then 3)"),
 ])
 def test_bad_options_are_one_line_and_leave_no_database(
     tmp_path: Path, options: list[str], message: str, capsys: pytest.CaptureFixture
