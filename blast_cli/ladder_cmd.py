@@ -208,6 +208,7 @@ def resume(
         return
     if not (all_ or experiment):
         raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
+    _store(results, db).close()  # no database here: nothing to resume, and none to create
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
                     no_progress, mem_per_run=mem_per_run)
     _finish(resume_all(ex, experiment))
@@ -219,7 +220,8 @@ def _console() -> Console:
 
 
 def _store(results: str | None, db: str | None) -> Store:
-    return Store.open(db_url(db, results_root(results)))
+    """The database these commands read and act on; never created by them."""
+    return Store.open_existing(db_url(db, results_root(results)))
 
 
 def status(

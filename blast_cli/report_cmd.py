@@ -15,7 +15,7 @@ from blast_cli.options import rung_list
 from blast_cli.run_cmd import Db, Results
 from blast_core.errors import BlastError
 from blast_core.report import build
-from blast_core.store import db_url, results_root
+from blast_core.store import Store, db_url, results_root
 
 
 class FigureId(StrEnum):
@@ -112,7 +112,7 @@ def report(
     if number == 2:  # the environments themselves: no database needed
         made = build.build(number, None, opts)
     else:
-        with build.open_store(db_url(db, results)) as store:
+        with Store.open_existing(db_url(db, results)) as store:
             made = build.build(number, store, opts)
     if stats:
         Console(width=160).print(_stats_table(made.table))

@@ -360,6 +360,19 @@ def test_bad_options_are_one_line_and_leave_no_database(
     assert not (results / "blast.db").exists()
 
 
+@pytest.mark.parametrize("command", [["status"], ["status", "--watch", "1"], ["ls"],
+                                     ["cancel", "x/y"], ["resume", "--all"]])
+def test_commands_that_read_runs_never_create_a_database(
+    tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    # Asked in the wrong folder, they say so instead of creating an empty results/blast.db.
+    results, _, _ = where(tmp_path)
+    code, _, err = blast_here(capsys, *command, "--results", results)
+    assert code == 2 and err == f"error: no run database at {results / 'blast.db'}: run " \
+        "something first, or point --results / --db at one\n", err
+    assert not results.exists()
+
+
 # --- SLURM's path through submitit's local executor ----------------------------------------------
 
 

@@ -14,12 +14,10 @@ from typing import Any, Protocol
 
 import pandas as pd
 from matplotlib.figure import Figure
-from sqlalchemy.engine import make_url
 
 from blast_core.config import LADDER_IDS, RUNG_IDS
 from blast_core.errors import BlastError, ConfigError
 from blast_core.report import figures, frames, gather, stats
-from blast_core.store import Store
 
 FIGURES = (2, 3, 4, 5, 6, 7, 8)
 FAMILY_NAMES = frames.FAMILY_NAMES
@@ -91,17 +89,6 @@ class Report:
 
 
 # --- reading ------------------------------------------------------------------------------------
-
-
-def open_store(url: str) -> Store:
-    """Open the run database for reading; a SQLite file that does not exist is an error, not an
-    empty database created as a side effect of asking for a report."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).expanduser().exists():
-            raise BlastError(f"no run database at {parsed.database}: run something first, or "
-                             "point --results / --db at one")
-    return Store.open(url)
 
 
 def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.DataFrame:

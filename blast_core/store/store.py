@@ -68,6 +68,19 @@ class Store:
             raise StoreError(f"cannot open the database {shown}: {first}") from None
         return cls(url, reader, writer)
 
+    @classmethod
+    def open_existing(cls, url: str) -> Store:
+        """Open a database that must already exist: for commands that read runs or act on them
+        (status, ls, cancel, resume, report), where a SQLite file that is not there means the
+        wrong results root, not an empty database to create as a side effect."""
+        parsed = make_url(url)
+        path = parsed.database
+        if parsed.get_backend_name() == "sqlite" and path not in (None, "", ":memory:"):
+            if not os.path.exists(os.path.expanduser(path)):
+                raise StoreError(f"no run database at {path}: run something first, or point "
+                                 "--results / --db at one")
+        return cls.open(url)
+
     def close(self) -> None:
         self._read.dispose()
 
