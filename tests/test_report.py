@@ -236,7 +236,8 @@ def test_cli_figure3_writes_png_pdf_and_the_csv_of_the_numbers(results):
 def test_cli_experiment_without_runs_exits_with_one_line(results):
     proc = blast("report", "--figure", "3", "--results", str(results), "--experiment", "nothing")
     assert proc.returncode == 2
-    assert proc.stderr == "error: experiment 'nothing' has no runs: nothing to report\n"
+    assert proc.stderr == ("error: experiment 'nothing' has no runs: nothing to report; "
+                           "experiments with runs: default (--experiment NAME)\n")
     assert not (results / "reports").exists()
     proc = blast("report", "--stats", "--results", str(results / "elsewhere"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: no run database at ")
@@ -402,4 +403,5 @@ def test_the_same_reports_from_postgresql_as_from_sqlite(pg_url, tmp_path):
                                   sqlite[3].fillna(""), check_dtype=False)
     proc = blast("report", "--stats", "--db", pg_url, "--experiment", "none")
     assert proc.returncode == 2
-    assert proc.stderr == "error: experiment 'none' has no runs: nothing to report\n"
+    assert proc.stderr == ("error: experiment 'none' has no runs: nothing to report; "
+                           "experiments with runs: default (--experiment NAME)\n")

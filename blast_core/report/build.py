@@ -100,7 +100,10 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
     runs = pd.DataFrame(source.runs(opts.experiment))
     runs = runs.rename(columns={"id": "run_id"})  # the store's runs table calls it `id`
     if runs.empty:
-        raise BlastError(f"experiment {opts.experiment!r} has no runs: nothing to report")
+        known = sorted({r["experiment"] for r in source.runs()})
+        hint = (f"; experiments with runs: {', '.join(known)} (--experiment NAME)" if known
+                else "")
+        raise BlastError(f"experiment {opts.experiment!r} has no runs: nothing to report{hint}")
     if fam is not None:
         runs = runs[[frames.family(e) == fam for e in runs["env"]]]
         if runs.empty:
