@@ -98,6 +98,14 @@ class RunPack:
 
 def check(ex: Execution) -> None:
     """Refuse SLURM options that cannot work, before anything is written."""
+    if ex.executor == "submitit-local":  # its jobs run here: this machine's GPUs are theirs
+        from blast_core.scheduling.slots import visible_gpus
+
+        seen, asked = visible_gpus(), (ex.slurm or SlurmOptions()).gpus_per_job
+        if asked > seen:
+            raise SlurmError(f"--gpus-per-job {asked}: submitit-local runs its "
+                             f"jobs here, where torch sees {seen} GPU(s) (--gpus-per-job 0 for "
+                             "CPU jobs)")
     if ex.executor != "slurm":
         return
     if shutil.which("sbatch") is None:

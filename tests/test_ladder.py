@@ -50,7 +50,7 @@ from blast_core.scheduling import (
 from blast_core.scheduling import status as S
 from blast_core.scheduling.jobs import grid, plan
 from blast_core.scheduling.ladder import Execution, paper_on_cpu
-from blast_core.scheduling.slots import describe, visible_gpus
+from blast_core.scheduling.slots import describe, unseen, visible_gpus
 from blast_core.store import Store
 from blast_core.store.models import Run
 
@@ -104,6 +104,14 @@ def test_default_placement_is_every_visible_gpu_else_cpu_workers() -> None:
     assert auto(visible=0, cpus=1).workers == 1
     with pytest.raises(BlastError, match="--workers is for CPU runs"):
         auto("all", workers=2)
+    # GPUs asked for by name that are not there: all of them is an error, named ones a warning
+    # (the pinning below is tried end to end on a machine without GPUs).
+    with pytest.raises(BlastError, match="--gpus all: torch sees no GPU here"):
+        auto("all", visible=0)
+    assert unseen(auto("0,1", visible=0), visible=0) == (
+        "warning: --gpus names GPU 0,1 but torch sees 0 GPUs here: runs placed there will fail")
+    assert "GPU 2 but torch sees 2 GPUs" in unseen(auto("1,2", visible=2), visible=2)
+    assert unseen(auto("0,1", visible=2), visible=2) is None
     # This machine, as it is: its own GPUs, or CPU workers when it has none.
     assert placement(None, None, None).gpus == tuple(range(visible_gpus()))
 
@@ -176,6 +184,7 @@ def test_run_ladder_pins_each_run_to_one_gpu(tmp_path: Path) -> None:
                  "--rungs", "no_recon", "--seeds", 2, *TINY, "--gpus", "0", "--gpus", "1",
                  "--per-gpu", 2, "--max-retries", 0, "--experiment", "pin", "--no-progress", *loc)
     assert done.returncode == 1, done.stderr
+    assert f"warning: --gpus names GPU 0,1 but torch sees {visible_gpus()} GPUs" in done.stderr
     runs = Store.open(url).runs("pin")
     assert len(runs) == 4
     per_gpu = {"0": 0, "1": 0}
@@ -342,6 +351,7 @@ def test_a_bad_recipe_is_one_line_and_writes_nothing(
     (["--gpus", "0", "--workers", "2"], "--per-gpu"),
     (["--gpus", "all", "--workers", "2"], "--per-gpu"),
     (["--executor", "submitit-local", "--cpus-per-job", "0"], "--cpus-per-job"),
+    (["--executor", "submitit-local"], "--gpus-per-job 1: submitit-local runs its jobs here"),
     (["--rungs", "dv2,nope"], "unknown rung"),
     (["--seeds", "0"], "--seeds"),
     (["--set", "rssm.stoch"], "key=value"),

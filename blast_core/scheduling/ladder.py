@@ -15,7 +15,7 @@ from blast_core.scheduling import disk, memory
 from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
 from blast_core.scheduling.jobs import Job, job_configs, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
-from blast_core.scheduling.slots import Placement, describe, plan_slots
+from blast_core.scheduling.slots import Placement, describe, plan_slots, unseen
 from blast_core.scheduling.view import LogView, View, make_view
 from blast_core.store import Store
 
@@ -141,6 +141,9 @@ def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome
         view.event(note)
     slots = plan_slots(place)
     view.event(describe(slots))
+    missing = unseen(place)
+    if missing:
+        view.event(missing)
     scheduler = Scheduler(store, jobs, slots, ex.results, blast_command(ex.results, ex.db),
                           ex.max_retries, view)
     states = scheduler.run()

@@ -122,8 +122,11 @@ def placement(gpus: str | None, per_gpu: int | None, workers: int | None,
     if workers is not None and (parsed or (gpus is not None and parsed is None)):
         raise PlacementError("--workers is for CPU runs; with --gpus use --per-gpu")
     if parsed is None:
-        parsed = () if workers is not None else tuple(
-            range(visible_gpus() if visible is None else visible))
+        seen = 0 if workers is not None else visible_gpus() if visible is None else visible
+        if gpus is not None and not seen:  # `--gpus all`, where the default would go to CPUs
+            raise PlacementError("--gpus all: torch sees no GPU here; leave --gpus out (or "
+                                 "give --workers N) for CPU workers")
+        parsed = tuple(range(seen))
     if not parsed:
         return Placement((), per_gpu or 1, workers or max(1, cpus // 2), threads,
                          auto=workers is None)
@@ -133,6 +136,18 @@ def placement(gpus: str | None, per_gpu: int | None, workers: int | None,
         per_gpu = max(1, min(AUTO_PER_GPU, cpus // len(parsed),
                              mib // RUN_GPU_MIB if mib else AUTO_PER_GPU))
     return Placement(parsed, per_gpu, 1, threads, auto=auto)
+
+
+def unseen(place: Placement, visible: int | None = None) -> str | None:
+    """A warning when `--gpus` names GPUs this process does not see (a typo, or the wrong
+    machine): their runs would each fail on start. Not an error, so that the pinning can be
+    tried end to end on a machine without them."""
+    seen = visible_gpus() if visible is None else visible
+    missing = [g for g in place.gpus if g >= seen]
+    if not missing:
+        return None
+    return (f"warning: --gpus names GPU {','.join(map(str, missing))} but torch sees "
+            f"{seen} GPU{'s' if seen != 1 else ''} here: runs placed there will fail")
 
 
 def describe(slots: list[Slot]) -> str:
