@@ -94,13 +94,18 @@ def apply(cfg: Any, delta: Delta) -> Any:
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """`["rssm.stoch=8", ...]` -> `{"rssm.stoch": "8"}`; values are type-checked by `apply`."""
-    out = {}
+    """`["rssm.stoch=8", ...]` -> `{"rssm.stoch": "8"}`; values are type-checked by `apply`.
+    A key given two values is an error, not the last one winning."""
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = value.strip()
+        if out.get(key, value) != value:
+            raise ConfigError(f"--set {key} is given twice ({out[key]}, then {value}); "
+                              "it takes one value")
+        out[key] = value
     return out
 
 

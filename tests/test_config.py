@@ -75,6 +75,10 @@ def test_overrides_are_type_checked_and_ar_steps_follows_stoch():
     for item, message in bad:
         with pytest.raises(C.ConfigError, match=message):
             C.make_config("minigrid:unmodified", "ar_prior", "paper", T.parse_overrides([item]))
+    # The same key twice: one value is fine, two are an error (never the last one winning).
+    assert T.parse_overrides(["rssm.stoch=8", " rssm.stoch = 8"]) == {"rssm.stoch": "8"}
+    with pytest.raises(C.ConfigError, match=r"--set rssm.stoch is given twice \(8, then 32\)"):
+        T.parse_overrides(["rssm.stoch=8", "model_opt.lr=1e-3", "rssm.stoch=32"])
 
 
 def test_bad_env_rung_preset_are_config_errors():
