@@ -112,6 +112,7 @@ def test_default_placement_is_every_visible_gpu_else_cpu_workers() -> None:
         "warning: --gpus names GPU 0,1 but torch sees 0 GPUs here: runs placed there will fail")
     assert "GPU 2 but torch sees 2 GPUs" in unseen(auto("1,2", visible=2), visible=2)
     assert unseen(auto("0,1", visible=2), visible=2) is None
+    assert unseen(auto("none"), visible=0) is None
     # This machine, as it is: its own GPUs, or CPU workers when it has none.
     assert placement(None, None, None).gpus == tuple(range(visible_gpus()))
 

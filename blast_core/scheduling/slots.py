@@ -142,6 +142,8 @@ def unseen(place: Placement, visible: int | None = None) -> str | None:
     """A warning when `--gpus` names GPUs this process does not see (a typo, or the wrong
     machine): their runs would each fail on start. Not an error, so that the pinning can be
     tried end to end on a machine without them."""
+    if not place.gpus:
+        return None  # CPU workers: no need to load torch here to ask
     seen = visible_gpus() if visible is None else visible
     missing = [g for g in place.gpus if g >= seen]
     if not missing:
