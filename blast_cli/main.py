@@ -16,12 +16,15 @@ from blast_cli.argv import repeated_option
 from blast_core.errors import BlastError
 
 # Command-line words -> the modules that define them, in the order `blast --help` lists them.
-_MODULES = ("run_cmd", "ladder_cmd", "report_cmd", "bench_cmd", "config_cmd", "envs_cmd")
+_MODULES = ("run_cmd", "ladder_cmd", "report_cmd", "store_cmd", "bench_cmd", "config_cmd",
+            "envs_cmd")
 _NEEDS = {
     "run": ("run_cmd",),
     **{word: ("run_cmd", "ladder_cmd")
        for word in ("run-ladder", "run-recipe", "status", "ls", "cancel", "resume")},
     "report": ("report_cmd",),
+    "export": ("store_cmd",),
+    "import": ("store_cmd",),
     "bench": ("bench_cmd",),
     "config": ("config_cmd",),
     "envs": ("envs_cmd",),

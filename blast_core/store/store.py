@@ -81,6 +81,11 @@ class Store:
                                  "--results / --db at one")
         return cls.open(url)
 
+    @property
+    def shown_url(self) -> str:
+        """The URL without its password, for messages."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
     def close(self) -> None:
         self._read.dispose()
 
@@ -243,6 +248,25 @@ class Store:
                                           created=utcnow())
         ))
 
+    def import_runs(self, runs: Sequence[tuple[dict[str, Any], Sequence[tuple], bool]]) -> None:
+        """Write imported runs in one transaction: (run row, metric rows, new). A new run is
+        inserted whole; a run already there takes the file's state and gains the rows given."""
+        state = ("status", "step", "heartbeat", "ended", "error")
+
+        def write(conn: Connection) -> None:
+            for values, rows, new in runs:
+                if new:
+                    conn.execute(_insert(conn, Run).values(**values))
+                else:
+                    conn.execute(update(Run).where(Run.id == values["id"])
+                                 .values(**{k: values[k] for k in state}))
+                if rows:
+                    conn.execute(_insert(conn, Metric), [
+                        {"run_id": values["id"], "step": s, "frames": f, "name": n, "value": v}
+                        for s, f, n, v in rows])
+
+        self._tx(write)
+
     # --- reading ---------------------------------------------------------------------------------
 
     def run(self, run_id: str) -> dict[str, Any] | None:
@@ -271,6 +295,18 @@ class Store:
         for exp in exps:
             exp["counts"] = {s: n for e, s, n in counts if e == exp["name"]}
         return exps
+
+    def experiment_recipe(self, name: str) -> str | None:
+        """The recipe text stored with an experiment (None: none, or no such experiment)."""
+        with self._read.connect() as conn:
+            return conn.scalar(select(Experiment.recipe).where(Experiment.name == name))
+
+    def metric_rows(self, run_id: str) -> list[tuple[int, int, str, float | None]]:
+        """Every metric row of one run as (step, frames, name, value), in insertion order."""
+        query = (select(Metric.step, Metric.frames, Metric.name, Metric.value)
+                 .where(Metric.run_id == run_id).order_by(Metric.id))
+        with self._read.connect() as conn:
+            return [(int(s), int(f), n, v) for s, f, n, v in conn.execute(query)]
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         """The run's recorded checkpoints, oldest first."""

@@ -1,0 +1,57 @@
+"""`blast export` and `blast import`: move an experiment's runs between databases and machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from blast_cli.run_cmd import Db, Results
+from blast_core.errors import BlastError
+from blast_core.store import Store, db_url, portable
+
+
+def export(
+    experiment: Annotated[
+        list[str], typer.Option("--experiment", help="Experiment to export (repeatable).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="File to write (default <experiment>.blast.json.gz; "
+                     "a name ending in .gz is compressed)."),
+    ] = None,
+    results: Results = None,
+    db: Db = None,
+) -> None:
+    """Write experiments' runs, configs, commits and every metric row to one portable file."""
+    if out is None:
+        if len(experiment) > 1:
+            raise BlastError("several experiments: name the file with --out")
+        out = Path(f"{experiment[0].replace('/', '_')}.blast.json.gz")
+    with Store.open_existing(db_url(db, results)) as store:
+        counts = portable.export(store, experiment, out)
+    typer.echo(f"exported {counts['runs']} runs, {counts['metrics']} metric rows to {out}")
+
+
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="Export files written by `blast export`.")],
+    results: Results = None,
+    db: Db = None,
+) -> None:
+    """Merge export files into this database; importing a file again adds nothing."""
+    docs = [portable.read(f) for f in files]  # every file is checked before anything is written
+    del docs
+    with Store.open(db_url(db, results)) as store:
+        for f in files:
+            done = portable.import_file(store, f)
+            parts = [f"{len(done.added)} runs added"]
+            if done.extended:
+                parts.append(f"{len(done.extended)} extended by {done.rows} rows")
+            parts.append(f"{len(done.unchanged)} already there")
+            typer.echo(f"{f}: {', '.join(parts)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+    app.command("import")(import_)
