@@ -216,8 +216,8 @@ def test_cli_figure3_writes_png_pdf_and_the_csv_of_the_numbers(results):
     assert "mean of each run's last 2 evaluation(s)" in proc.stdout
     assert "missing (drawn n/a): video/+EMA" in proc.stdout
     folder = results / "reports" / "default"
-    assert sorted(p.name for p in folder.iterdir()) == ["figure3.csv", "figure3.pdf",
-                                                        "figure3.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["figure3-runs.csv", "figure3.csv",
+                                                        "figure3.pdf", "figure3.png"]
     assert mpimg.imread(folder / "figure3.png").ndim == 3
     assert (folder / "figure3.pdf").read_bytes().startswith(b"%PDF")
     csv = pd.read_csv(folder / "figure3.csv")
@@ -231,6 +231,17 @@ def test_cli_figure3_writes_png_pdf_and_the_csv_of_the_numbers(results):
             continue
         values = pd.Series(ref[(row["env"], row["rung"])])
         assert (row["mean"], row["std"]) == pytest.approx((values.mean(), values.std()))
+    per_run = pd.read_csv(folder / "figure3-runs.csv")
+    assert list(per_run.columns) == ["env", "rung", "seed", "steps", "final_score", "evals",
+                                     "run_id"]
+    assert len(per_run) == sum(map(len, ref.values())) and (per_run["evals"] == 2).all()
+    cell_order = list(dict.fromkeys(zip(csv["env"], csv["rung"], strict=True)))
+    drawn = list(dict.fromkeys(zip(per_run["env"], per_run["rung"], strict=True)))
+    assert drawn == [c for c in cell_order if c in drawn]  # the figure's order
+    for (env, rung), group in per_run.groupby(["env", "rung"]):
+        assert sorted(group["final_score"]) == pytest.approx(sorted(ref[(env, rung)]))
+    last = rows.sort_values("step").groupby("run_id")["step"].max()
+    assert dict(zip(per_run["run_id"], per_run["steps"], strict=True)) == last.to_dict()
 
 
 def test_cli_experiment_without_runs_exits_with_one_line(results):

@@ -86,6 +86,8 @@ class Report:
     figure: Figure | None
     table: pd.DataFrame
     notes: list[str]
+    runs: pd.DataFrame | None = None
+    """One row per run behind the numbers (the final-score figures): `<name>-runs.csv`."""
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -203,7 +205,19 @@ def ladder_bars(source: RunSource, opts: ReportOptions, fam: str, number: int) -
         ylabel=_ylabel(fam, opts.metric), caption=f"{opts.experiment}: {rule}",
     )
     notes = [rule, *_missing_note(summary), *_no_rows_note(metrics, opts.metric)]
-    return Report(f"figure{number}", fig, table, notes)
+    return Report(f"figure{number}", fig, table, notes, runs=run_scores(final, grid))
+
+
+def run_scores(final: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """Per-run final scores: env, rung, seed, steps (of the last evaluation), final_score,
+    evals (how many were averaged), run_id; in the figure's order of cells, then by seed."""
+    out = final.rename(columns={"score": "final_score", "step": "steps"})
+    order = {cell: i for i, cell in enumerate(zip(grid["env"], grid["rung"], strict=True))}
+    out = out.assign(_cell=[order.get(c, len(order)) for c in zip(out["env"], out["rung"],
+                                                                   strict=True)])
+    out = out.sort_values(["_cell", "seed"], kind="stable")
+    return out[["env", "rung", "seed", "steps", "final_score", "evals", "run_id"]].reset_index(
+        drop=True)
 
 
 def latent_only_bars(source: RunSource, opts: ReportOptions) -> Report:
@@ -406,4 +420,9 @@ def save(report: Report, out: Path) -> list[Path]:
             paths.append(path)
     path = out / f"{report.name}.csv"
     _replace(path, lambda p: report.table.to_csv(p, index=False))
-    return [*paths, path]
+    paths.append(path)
+    if report.runs is not None:
+        path = out / f"{report.name}-runs.csv"
+        _replace(path, lambda p: report.runs.to_csv(p, index=False))
+        paths.append(path)
+    return paths

@@ -115,14 +115,16 @@ def metric_rows(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
 def final_scores(metrics: pd.DataFrame, metric: str, last: int) -> pd.DataFrame:
     """One row per run: the mean of its last `last` values of `metric` (by step).
 
-    Columns: run_id, env, rung, seed, score, evals (values averaged), frames (of the last one).
+    Columns: run_id, env, rung, seed, score, evals (values averaged), step and frames (agent
+    steps and env frames of the last one).
     """
     if last < 1:
         raise BlastError(f"--last must be >= 1, got {last}")
     rows = metric_rows(metrics, metric).sort_values(["run_id", "step"])
     tail = rows.groupby("run_id", sort=True).tail(last)
     out = tail.groupby(RUN_KEYS, sort=True).agg(
-        score=("value", "mean"), evals=("value", "size"), frames=("frames", "max")
+        score=("value", "mean"), evals=("value", "size"), step=("step", "max"),
+        frames=("frames", "max")
     )
     return out.reset_index()
 
