@@ -365,12 +365,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["PEER_SCORES"] = str(out / "scores.jsonl")
     sched = cfg.schedule
     overrides = sheeprl_overrides(cfg) + [
-        "env=gym", f"env.id={ENV}", "+env.wrapper._target_=peer_dv2.BlastMiniGrid",
+        "env=gym", f"env.id={ENV}", "env.wrapper._target_=peer_dv2.BlastMiniGrid",
         "env.num_envs=1", "env.sync_env=True", "env.capture_video=False",
         "env.max_episode_steps=null", f"algo.total_steps={args.steps or sched.steps}",
         f"algo.learning_starts={sched.prefill}", f"algo.replay_ratio={1 / sched.train_every}",
         f"algo.per_rank_pretrain_steps={sched.pretrain}",
-        f"buffer.size={cfg.replay.capacity}", "buffer.checkpoint=False",
+        # The replay holds every step of the run (sheeprl preallocates it as a memmap).
+        f"buffer.size={min(cfg.replay.capacity, args.steps or sched.steps)}",
+        "buffer.checkpoint=False",
         f"buffer.prioritize_ends={cfg.replay.prioritize_ends}",
         f"checkpoint.every={args.eval_every}", "checkpoint.save_last=True",
         f"seed={args.seed}", "fabric.accelerator=cpu", "fabric.devices=1",
@@ -397,7 +399,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     overrides = json.loads((out / "overrides.json").read_text())
-    cfg = compose([o for o in overrides if not o.startswith("+env.wrapper")] + ["env=dummy"])
+    cfg = compose([o for o in overrides if not o.startswith("env.")] + ["env=dummy"])
     fabric = Fabric(devices=1, accelerator="cpu", precision="32-true")
     space = gym.spaces.Dict({"rgb": gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)})
     ckpts = sorted(out.rglob("ckpt_*.ckpt"), key=lambda p: int(p.stem.split("_")[1]))
