@@ -7,6 +7,7 @@ through the real Store (SQLite and PostgreSQL) or produce them with real tiny ru
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,6 +216,10 @@ def test_cli_figure3_writes_png_pdf_and_the_csv_of_the_numbers(results):
     assert proc.returncode == 0, proc.stderr
     assert "mean of each run's last 2 evaluation(s)" in proc.stdout
     assert "missing (drawn n/a): video/+EMA" in proc.stdout
+    # ladder_rows: 3 seeds of runs of different lengths; the cell without evaluations is not
+    # among the cells drawn.
+    assert re.search(r"drawn from preset tiny, 3 seeds per cell, [\d.]+k–[\d.]+k steps",
+                     proc.stdout), proc.stdout
     folder = results / "reports" / "default"
     assert sorted(p.name for p in folder.iterdir()) == ["figure3-runs.csv", "figure3.csv",
                                                         "figure3.pdf", "figure3.png"]

@@ -160,6 +160,25 @@ def settings_label(overrides: Any, steps: Any) -> str:
     return " ".join(items)
 
 
+def provenance(runs: pd.DataFrame, metrics: pd.DataFrame, metric: str) -> str:
+    """What a figure was drawn from, for its caption: preset, seeds per cell and agent steps
+    reached (of the runs with a value of `metric`), e.g. "preset cpu, 3 seeds, 50k steps"."""
+    rows = metrics[metrics["name"] == metric]
+    last = rows.groupby("run_id")["step"].max()
+    drawn = runs[runs["run_id"].isin(last.index)]
+    if drawn.empty:
+        return f"preset {', '.join(sorted(set(runs['preset'])))}, no evaluations yet"
+    seeds = drawn.groupby(["env", "rung"])["seed"].nunique()
+
+    def span(lo: str, hi: str) -> str:
+        return lo if lo == hi else f"{lo}–{hi}"
+
+    steps = span(*(f"{v / 1000:.3g}k" for v in (last.min(), last.max())))
+    n = span(str(seeds.min()), str(seeds.max()))
+    return (f"preset {', '.join(sorted(set(drawn['preset'])))}, {n} seed"
+            f"{'s' if seeds.max() > 1 else ''} per cell, {steps} steps")
+
+
 def load_metrics(source: RunSource, runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The metric rows of exactly `runs`."""
     parts = [source.metrics_frame(e, names) for e in sorted(set(runs["experiment"]))]
@@ -200,11 +219,13 @@ def ladder_bars(source: RunSource, opts: ReportOptions, fam: str, number: int) -
     grid = frames.cells(frames.order_envs(runs["env"]), opts.series(runs))
     summary = frames.summarize_final(final, grid)
     rule = frames.final_rule_text(opts.last)
+    drawn = provenance(runs, metrics, opts.metric)
     fig, table = figures.bar_figure(
         summary, title=f"Figure {number}: {FAMILY_NAMES[fam]}, final {opts.metric} per rung",
-        ylabel=_ylabel(fam, opts.metric), caption=f"{opts.experiment}: {rule}",
+        ylabel=_ylabel(fam, opts.metric), caption=f"{opts.experiment} ({drawn}): {rule}",
     )
-    notes = [rule, *_missing_note(summary), *_no_rows_note(metrics, opts.metric)]
+    notes = [f"drawn from {drawn}", rule, *_missing_note(summary),
+             *_no_rows_note(metrics, opts.metric)]
     return Report(f"figure{number}", fig, table, notes, runs=run_scores(final, grid))
 
 
@@ -235,7 +256,8 @@ def latent_only_bars(source: RunSource, opts: ReportOptions) -> Report:
     labels = {"ar_prior": "BLAST (+AR)", "latent_only": "BLAST, latent prediction only"}
     fig, table = figures.bar_figure(
         summary, title="Figure 5: BLAST without reward gradients (latent prediction only)",
-        ylabel=_ylabel("minigrid", opts.metric), caption=f"{opts.experiment}: {rule}",
+        ylabel=_ylabel("minigrid", opts.metric),
+        caption=f"{opts.experiment} ({provenance(runs, metrics, opts.metric)}): {rule}",
         labels=labels,
     )
     notes = [rule, *_missing_note(summary), *_no_rows_note(metrics, opts.metric)]
@@ -254,7 +276,8 @@ def learning_curves(source: RunSource, opts: ReportOptions, fam: str, number: in
     envs = frames.order_envs(runs["env"])
     fig, table = figures.curve_figure(
         curves, envs, series, title=f"Figure {number}: {FAMILY_NAMES[fam]} training curves "
-        f"({opts.metric})", ylabel=_ylabel(fam, opts.metric), caption=f"{opts.experiment}: {rule}",
+        f"({opts.metric})", ylabel=_ylabel(fam, opts.metric),
+        caption=f"{opts.experiment} ({provenance(runs, metrics, opts.metric)}): {rule}",
     )
     return Report(f"figure{number}", fig, table, [rule, *_no_rows_note(metrics, opts.metric)])
 
