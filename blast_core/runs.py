@@ -194,6 +194,9 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options)
     directory = run_directory(root, spec.run_id)
     with _locked(directory, spec.run_id), Store.open(db) as store:
         before = store.run(spec.run_id) or {}
+        if before.get("status") == "done" and (before.get("step") or 0) >= cfg.schedule.steps:
+            options.say(f"{spec.run_id} is already done ({before['step']} steps): nothing to do")
+            return "done"
         if before.get("step") and before.get("device") not in (None, device):
             options.say(f"note: {spec.run_id} ran on {before['device']} up to step "
                         f"{before['step']} and continues on {device}: resume is exact on one "

@@ -107,9 +107,13 @@ def test_running_a_finished_run_again_changes_nothing(finished, tmp_path):
     root = tmp_path / "again"
     shutil.copytree(finished, root)
     before = metric_rows(root, RUN_ID)
+    row = store(root).run(RUN_ID)
     result = blast(root, "run", *MINIGRID, "--deterministic")
     assert result.returncode == 0, result.stderr
+    assert "already done (400 steps): nothing to do" in result.stderr
+    assert "resumed" not in result.stderr + result.stdout
     assert metric_rows(root, RUN_ID).equals(before)
+    assert store(root).run(RUN_ID) == row  # not even its heartbeat or commit was touched
 
 
 def test_dmc_run_end_to_end(tmp_path):
