@@ -116,6 +116,26 @@ def test_running_a_finished_run_again_changes_nothing(finished, tmp_path):
     assert store(root).run(RUN_ID) == row  # not even its heartbeat or commit was touched
 
 
+def test_an_imported_done_run_is_not_run_again_by_its_ladder(finished, tmp_path):
+    """The next session's machine: the exported runs imported into a fresh results root, then the
+    same ladder command skips them (their folders are on the machine that ran them)."""
+    out = tmp_path / "default.blast.json.gz"
+    made = subprocess.run(blast_cmd("export", "--experiment", "default", "--out", str(out),
+                                    "--results", str(finished)), capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    fresh = tmp_path / "fresh"
+    took = subprocess.run(blast_cmd("import", str(out), "--results", str(fresh)),
+                          capture_output=True, text=True)
+    assert took.returncode == 0 and "1 runs added" in took.stdout, took.stderr
+    before = metric_rows(fresh, RUN_ID)
+    ladder = blast(fresh, "run-ladder", "--env", "minigrid:unmodified", "--rungs", "ar_prior",
+                   "--seeds", "1", "--preset", "tiny", "--workers", "1")
+    assert ladder.returncode == 0, ladder.stderr
+    assert metric_rows(fresh, RUN_ID).equals(before)
+    assert store(fresh).run(RUN_ID)["status"] == "done"
+    assert not (fresh / RUN_ID).exists()
+
+
 def test_dmc_run_end_to_end(tmp_path):
     # Episodes of 50 agent steps so that a 200-step run holds four and trains after 100.
     result = blast(tmp_path, "run", "--env", "dmc:cartpole_swingup", "--rung", "dv2", "--seed",
