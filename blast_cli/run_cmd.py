@@ -6,7 +6,9 @@ SIGTERM, SIGINT or SIGUSR1 after writing a checkpoint.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -74,12 +76,49 @@ class RichProgress:
         self.bar.stop()
 
 
+class PlainProgress:
+    """Where stdout is not a terminal (a batch job, `| tee`): one plain line on stderr every
+    `every` seconds (default 60, $BLAST_PROGRESS_SECONDS) with the step, speed, last score and
+    ETA. A run shorter than that prints none."""
+
+    def __init__(self, label: str, total: int, every: float | None = None) -> None:
+        self.label, self.total = label, total
+        self.every = every if every is not None else float(
+            os.environ.get("BLAST_PROGRESS_SECONDS", "60"))
+        self.start = self.last = time.monotonic()
+        self.first_step: int | None = None
+        self.score: float | None = None
+
+    def update(self, step: int, score: float | None) -> None:
+        now = time.monotonic()
+        if self.first_step is None:
+            self.first_step, self.start = step, now
+        if score is not None:
+            self.score = score
+        if now - self.last < self.every:
+            return
+        self.last = now
+        rate = (step - self.first_step) / max(now - self.start, 1e-9)
+        eta = f"{(self.total - step) / rate / 60:.0f} min" if rate > 0 else "-"
+        score_text = "-" if self.score is None else f"{self.score:.2f}"
+        print(f"{time.strftime('%H:%M:%S')} {self.label}: step {step}/{self.total} "
+              f"({100 * step / self.total:.0f}%), {rate:.1f} steps/s, score {score_text}, "
+              f"eta {eta}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
 def _options(device: str, deterministic: bool, threads: int | None, no_progress: bool,
              label: str) -> runs.Options:
     from blast_core import runs  # torch: imported only when a run starts, not for `blast --help`
 
-    show = not no_progress and sys.stdout.isatty()
-    factory = (lambda total, step: RichProgress(label, total)) if show else None
+    if no_progress:
+        factory = None
+    elif sys.stdout.isatty():
+        factory = lambda total, step: RichProgress(label, total)  # noqa: E731
+    else:
+        factory = lambda total, step: PlainProgress(label, total)  # noqa: E731
     return runs.Options(device=device, deterministic=deterministic, threads=threads,
                         progress=factory)
 

@@ -40,7 +40,7 @@ def blast_command(results: Path, db: str) -> Command:
     def command(job: Job, slot: Slot) -> list[str]:
         return [sys.executable, "-m", "blast_cli", *job.args, "--device", slot.device,
                 "--threads", str(slot.threads), "--results", str(Path(results).resolve()),
-                "--db", db, "--no-progress"]
+                "--db", db]  # plain progress lines go to worker.log every minute
 
     return command
 

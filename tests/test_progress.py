@@ -1,0 +1,33 @@
+"""Progress where stdout is not a terminal: plain lines on stderr, never a live bar."""
+
+from __future__ import annotations
+
+import re
+
+from blast_cli import run_cmd
+
+
+def test_plain_lines_name_the_step_speed_score_and_eta(capsys) -> None:
+    bar = run_cmd.PlainProgress("dv2 s0", total=200, every=0)
+    bar.update(0, None)
+    bar.update(50, None)
+    bar.update(100, 1.25)
+    lines = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d dv2 s0: step 100/200 \(50%\), [\d.]+ steps/s, "
+                        r"score 1\.25, eta \d+ min", lines[-1]), lines
+    assert "score -" in lines[1]  # no evaluation yet
+
+
+def test_lines_come_at_most_once_per_interval(capsys) -> None:
+    bar = run_cmd.PlainProgress("x", total=10, every=3600)
+    for step in range(10):
+        bar.update(step, None)
+    bar.close()
+    assert capsys.readouterr().err == ""  # a run shorter than the interval prints none
+
+
+def test_a_run_without_a_terminal_gets_plain_lines_and_no_progress_gets_none() -> None:
+    # Under pytest stdout is captured, not a terminal.
+    made = run_cmd._options("cpu", False, 1, False, "label").progress(100, 0)
+    assert isinstance(made, run_cmd.PlainProgress)
+    assert run_cmd._options("cpu", False, 1, True, "label").progress is None
