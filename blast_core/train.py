@@ -279,10 +279,14 @@ class Session:
     losses: Mean = field(default_factory=Mean)
     step: int = 0
     updates: int = 0
+    pending: int = 0
+    """Updates still owed at `step`: a stop signal cut that step's updates short (the pretrain
+    is a thousand of them); a resumed run does them before anything else."""
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "step": self.step, "updates": self.updates, "losses": self.losses.sums,
+            "step": self.step, "updates": self.updates, "pending": self.pending,
+            "losses": self.losses.sums,
             "agent": self.agent.checkpoint_state(), "replay": self.replay.state_dict(),
             "driver": self.driver.state_dict(), "evaluator": self.evaluator.state_dict(),
             "explore": self.explore.bit_generator.state, "rng": rng_state(),
@@ -290,6 +294,7 @@ class Session:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.updates, self.losses.sums = state["step"], state["updates"], state["losses"]
+        self.pending = int(state.get("pending", 0))  # older checkpoints: none
         self.agent.load_checkpoint_state(state["agent"])
         self.replay.load_state_dict(state["replay"])
         self.driver.load_state_dict(state["driver"])
@@ -316,8 +321,12 @@ class Session:
             return max(1, pretrain) if self.step >= prefill and self.replay.ready else 0
         return int(due(self.step, train_every))
 
-    def update(self, count: int) -> None:
-        for _ in range(count):
+    def update(self, count: int, stop: StopFlag | None = None) -> None:
+        """`count` updates; a stop flag raised meanwhile leaves the rest in `pending`."""
+        for done in range(count):
+            if stop is not None and stop.signum:
+                self.pending = count - done
+                return
             batch = {k: torch.as_tensor(v) for k, v in self.replay.sample().items()}
             try:
                 metrics = self.agent.update(batch)
@@ -389,17 +398,25 @@ def train(
     try:
         _restore(s, ckpts, run)
         speed, score = Speed(s.step, s.updates, s.device), None
-        while s.step < sched.steps:
-            if run.stop.signum:
+        while s.step < sched.steps or s.pending:
+            if s.pending:
+                # A signal cut this step's updates short: finish the step where it stopped.
+                count, s.pending = s.pending, 0
+            else:
+                if run.stop.signum:
+                    _save(s, ckpts, tracker, run)
+                    raise Interrupted(run.stop.signum, s.step)
+                finished = s.driver.step(s.act())
+                s.step += 1
+                if finished:
+                    s.replay.add(finished["episode"], finished["index"])
+                    tracker.add(s.step, {"train_score": finished["score"],
+                                         "train_return": finished["return"]})
+                count = s.updates_due(sched.prefill, sched.pretrain, sched.train_every)
+            s.update(count, run.stop)
+            if s.pending:
                 _save(s, ckpts, tracker, run)
                 raise Interrupted(run.stop.signum, s.step)
-            finished = s.driver.step(s.act())
-            s.step += 1
-            if finished:
-                s.replay.add(finished["episode"], finished["index"])
-                tracker.add(s.step, {"train_score": finished["score"],
-                                     "train_return": finished["return"]})
-            s.update(s.updates_due(sched.prefill, sched.pretrain, sched.train_every))
             if due(s.step, sched.eval_every) or s.step == sched.steps:
                 results = s.evaluate(sched.eval_eps)
                 tracker.add(s.step, results)

@@ -12,6 +12,7 @@ import torch
 from blast_core import config as C
 from blast_core import config_tree as T
 from blast_core import envs
+from blast_core.agent import Agent
 from blast_core.checkpoint import Checkpoints
 from blast_core.store import Store
 from blast_core.train import (
@@ -164,3 +165,33 @@ def test_interrupt_and_resume_match_an_uninterrupted_run(tmp_path, mmap):
         with zipfile.ZipFile(file) as archive:
             stored = archive.getinfo("image.npy").compress_type == zipfile.ZIP_STORED
         assert stored == mmap, file
+
+
+def test_a_signal_during_the_pretrain_stops_it_and_the_resume_finishes_it(tmp_path, monkeypatch):
+    """The stop flag is honoured between two of the pretrain's updates, not after all of them
+    (a cpu-preset pretrain takes minutes; SLURM kills 30 s after its signal); the resumed run
+    does the remaining updates before acting and ends as an uninterrupted run."""
+    cfg = C.make_config(ENV, "ar_prior", "tiny", {"schedule.pretrain": 12})
+    store = open_run(tmp_path, "e/a", cfg)
+    open_run(tmp_path, "e/b", cfg)
+    train(cfg, RunContext("e/a", tmp_path / "e/a", 0, store))
+    flag, calls, real = StopFlag(), [], Agent.update
+
+    def signalled_after_five(self, batch):
+        calls.append(1)
+        if len(calls) == 5:
+            flag.signum = 15
+        return real(self, batch)
+
+    monkeypatch.setattr(Agent, "update", signalled_after_five)
+    with pytest.raises(Interrupted):
+        train(cfg, RunContext("e/b", tmp_path / "e/b", 0, store, stop=flag))
+    assert len(calls) == 5
+    step, state = Checkpoints(tmp_path / "e/b/checkpoints").latest()
+    assert (step, state["updates"], state["pending"]) == (cfg.schedule.prefill, 5, 7)
+    monkeypatch.undo()
+    train(cfg, RunContext("e/b", tmp_path / "e/b", 0, store, say=lambda m: None))
+    assert rows(store, "e/a").equals(rows(store, "e/b"))
+    a = Checkpoints(tmp_path / "e/a/checkpoints").latest()[1]["agent"]
+    b = Checkpoints(tmp_path / "e/b/checkpoints").latest()[1]["agent"]
+    assert all(torch.equal(a["modules"][k], b["modules"][k]) for k in a["modules"])
