@@ -31,3 +31,22 @@ def test_a_run_without_a_terminal_gets_plain_lines_and_no_progress_gets_none() -
     made = run_cmd._options("cpu", False, 1, False, "label").progress(100, 0)
     assert isinstance(made, run_cmd.PlainProgress)
     assert run_cmd._options("cpu", False, 1, True, "label").progress is None
+
+
+def test_the_ladder_table_lists_runs_in_ladder_order_active_first() -> None:
+    from rich.console import Console
+
+    from blast_core.scheduling.view import run_table
+
+    def row(rung: str, seed: int, status: str = "done") -> dict:
+        return {"id": f"e/{rung}{seed}", "name": f"{rung} s{seed}", "env": "minigrid:unmodified",
+                "rung": rung, "seed": seed, "status": status, "step": 1, "config": None}
+
+    rows = [row(r, s) for r in ("target", "ar_prior", "dv2", "bn", "no_recon") for s in (1, 0)]
+    rows.append(row("stop_grad", 0, "running"))
+    console = Console(width=100, record=True)
+    console.print(run_table(rows, {}, {}))
+    names = [line.split()[0] + " " + line.split()[1] for line in
+             console.export_text().splitlines()[1:] if line.strip()]
+    assert names == ["stop_grad s0", "dv2 s0", "dv2 s1", "no_recon s0", "no_recon s1",
+                     "target s0", "target s1", "bn s0", "bn s1", "ar_prior s0", "ar_prior s1"]

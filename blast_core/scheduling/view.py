@@ -12,6 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from blast_core.config import RUNG_IDS
+
 STYLE = {"queued": "dim", "running": "cyan", "done": "green", "failed": "red",
          "crashed": "bold red", "interrupted": "yellow", "cancelled": "magenta"}
 ORDER = ("running", "crashed", "failed", "interrupted", "queued", "cancelled", "done")
@@ -51,6 +53,13 @@ def _fmt(value: Any, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _row_key(row: dict) -> tuple:
+    """Active runs first; then by env, the ladder's order of rungs (not the alphabet's), seed."""
+    rung = RUNG_IDS.index(row["rung"]) if row.get("rung") in RUNG_IDS else len(RUNG_IDS)
+    return (ORDER.index(row["status"]), row.get("env") or "", rung, row.get("seed") or 0,
+            row["id"])
+
+
 def run_table(rows: list[dict], latest: dict[str, dict], where: dict[str, str]) -> Table:
     """One line per run, active ones first: state, slot, launches, step, steps/s, peak memory,
     last score."""
@@ -59,7 +68,7 @@ def run_table(rows: list[dict], latest: dict[str, dict], where: dict[str, str]) 
                           ("launch", "right"), ("step", "right"), ("steps/s", "right"),
                           ("MiB", "right"), ("score", "right")):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")
-    for row in sorted(rows, key=lambda r: (ORDER.index(r["status"]), r["id"])):
+    for row in sorted(rows, key=_row_key):
         total = ((row.get("config") or {}).get("schedule") or {}).get("steps")
         step = f"{row['step']}/{total}" if total else str(row["step"])
         metrics = latest.get(row["id"], {})
