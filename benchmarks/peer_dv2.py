@@ -1,12 +1,10 @@
 """Differential check of blast's DreamerV2 against sheeprl's, on blast's own MiniGrid env.
 
 sheeprl (PyPI) is the peer: its code is imported and called, never copied, and it is never a
-dependency of blast. Install it beside blast in a throwaway virtualenv:
+dependency of blast. `benchmarks/peer_setup.sh` makes `.venv-peer` with both (the `peer` extra);
+run this file with `.venv-peer/bin/python`.
 
-    python3 -m venv /tmp/peer && /tmp/peer/bin/pip install torch==2.13.0 && \
-        /tmp/peer/bin/pip install sheeprl==0.8.4 && /tmp/peer/bin/pip install -e .
-
-Three commands, each printing (and with --json writing) what it measured:
+Four commands, each printing (and with --json writing) what it measured:
 
     fixed    Train both world models from scratch on the *same* batches, cut from one fixed
              replay of uniform random play in blast's env, and compare them on held-out windows
@@ -18,6 +16,16 @@ Three commands, each printing (and with --json writing) what it measured:
              sheeprl's checkpoints every --eval-every steps and every finished episode's score.
     evaluate Greedy episodes of each checkpoint of a `train` run, scored as blast scores them
              (goals - collisions per 100-step episode): blast's own evaluation, for the peer.
+    compare  The greedy scores of blast's `dv2` runs of an experiment (from its database) beside
+             the peer's `evaluate` files, per step and as final scores (mean of the last three).
+
+The peer's side of the check at a preset, 3 seeds (about an hour per seed on one core):
+
+    for s in 0 1 2; do
+      .venv-peer/bin/python benchmarks/peer_dv2.py train --seed $s --out peer/s$s
+      .venv-peer/bin/python benchmarks/peer_dv2.py evaluate --out peer/s$s --json peer/s$s.json
+    done
+    .venv-peer/bin/python benchmarks/peer_dv2.py compare --experiment figure3-cpu peer/s*.json
 
 sheeprl has no reward-loss scale (the paper's MiniGrid uses 100); it is added from outside by
 wrapping `reconstruction_loss`, which returns the reward term separately. Everything else is
@@ -426,9 +434,47 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(out), "episodes": args.episodes, "scores": scores}
 
 
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """blast's dv2 greedy scores per evaluation step beside the peer's, and the final scores."""
+    from blast_core.store import Store, db_url
+
+    with Store.open_existing(db_url(args.db, args.results)) as store:
+        frame = store.metrics_frame(args.experiment, ["eval_score"])
+    frame = frame[(frame["rung"] == "dv2") & (frame["env"] == ENV)]
+    sides: dict[str, dict[int, dict[int, float]]] = {"blast": {}, "sheeprl": {}}
+    for (seed, step), value in frame.groupby(["seed", "step"])["value"].mean().items():
+        sides["blast"].setdefault(int(seed), {})[int(step)] = float(value)
+    for i, path in enumerate(args.peer):
+        scores = json.loads(Path(path).read_text())["scores"]
+        sides["sheeprl"][i] = {int(k): float(v) for k, v in scores.items()}
+
+    def final(runs: dict[int, dict[int, float]]) -> list[float]:
+        return [statistics.mean([v for _, v in sorted(r.items())[-3:]]) for r in runs.values()]
+
+    steps = sorted({s for runs in sides.values() for r in runs.values() for s in r})
+    print(f"{'step':>7}  {'blast dv2':>16}  {'sheeprl dv2':>16}")
+    for step in steps:
+        cells = []
+        for runs in sides.values():
+            got = [r[step] for r in runs.values() if step in r]
+            cells.append(f"{statistics.mean(got):+6.2f} ({len(got)} runs)" if got else "-")
+        print(f"{step:>7}  {cells[0]:>16}  {cells[1]:>16}")
+    out = {name: final(runs) for name, runs in sides.items()}
+    for name, scores in out.items():
+        if scores:
+            print(f"final {name}: " + ", ".join(f"{v:+.2f}" for v in scores))
+    return {"experiment": args.experiment, "final": out, "curves": sides}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("compare")
+    p.add_argument("peer", nargs="*", help="the peer's `evaluate --json` files, one per seed")
+    p.add_argument("--experiment", required=True, help="blast's experiment with the dv2 runs")
+    p.add_argument("--results", help="blast's results root")
+    p.add_argument("--db", help="blast's database URL")
+    p.add_argument("--json", help="also write the result here")
     for name in ("fixed", "train", "evaluate"):
         p = sub.add_parser(name)
         p.add_argument("--preset", default="cpu")
@@ -451,7 +497,8 @@ def main() -> None:
         if name == "evaluate":
             p.add_argument("--episodes", type=int, default=5)
     args = parser.parse_args()
-    result = {"fixed": fixed, "train": train, "evaluate": evaluate}[args.cmd](args)
+    result = {"fixed": fixed, "train": train, "evaluate": evaluate,
+              "compare": compare}[args.cmd](args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
