@@ -83,8 +83,13 @@ def bench(
         typer.Option("--env", "-e", help="With --envs: only this env id (repeatable)."),
     ] = None,
     steps: Annotated[
-        int, typer.Option(help="With --envs: random agent steps timed per env.")
-    ] = 1000,
+        int | None, typer.Option(help="With --envs: random agent steps timed per env (default "
+                                 "1000); with --run: the run's agent steps (default 12500).")
+    ] = None,
+    run: Annotated[
+        bool, typer.Option("--run", help="Time one whole `blast run` (default: --preset cpu, "
+                           "minigrid:unmodified, dv2, 1 thread) and where its time goes.")
+    ] = False,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Also write the results to this JSON file.")
     ] = None,
@@ -126,16 +131,31 @@ def bench(
     ] = "wall",
     set_: Set = None,
 ) -> None:
-    """Measure one update per rung (--models) or environment steps/s (--envs).
+    """Measure one update per rung (--models), environment steps/s (--envs), or one whole run
+    and where its time goes (--run).
 
     Benchmarks are never unit tests: docs/benchmarks.md holds the measured numbers."""
+    if run:
+        if envs or models:
+            raise BlastError("--run times one whole run: not with --envs or --models")
+        from blast_core.bench_run import bench_run
+
+        if len(env or []) > 1 or len(rung or []) > 1:
+            raise BlastError("--run times one run: give at most one --env and one --rung")
+        result = {"host": platform.node(), "run": bench_run(
+            (env or ["minigrid:unmodified"])[0], (rung or ["dv2"])[0], preset or "cpu",
+            steps or 12_500, set_ or [], threads or 1, echo=typer.echo)}
+        if json_file is not None:
+            _write_json(json_file, result)
+            typer.echo(f"wrote {json_file}")
+        return
     models = models or preset is not None or env_family is not None or bool(rung) or bool(set_)
     if envs == models:
         # A paper-size model benchmark takes long on a small machine: never start it by default.
         raise BlastError("pass either --envs, or --models (or --preset/--env-family/--rung/--set)")
     result: dict[str, Any] = {"host": platform.node()}
     if envs:
-        result["envs"] = _bench_envs(env, steps)
+        result["envs"] = _bench_envs(env, steps or 1000)
         result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
     else:
         result.update(_bench_models(preset or "paper", env_family or "minigrid", rung, reps,

@@ -218,8 +218,36 @@ def to_device(tree: Any, device: str) -> Any:
     return tree
 
 
-SPEED_METRICS = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb", "host_anon_mb")
+PHASES = ("act", "env", "replay", "update", "eval", "save")
+"""Where a run's loop spends its time: the policy's acting step, the env's step, replay (writing
+finished episodes, sampling batches), the agent's updates, evaluations, checkpoints and the
+store's rows. Logged as `time_<phase>_s`, the seconds since the previous log row."""
+SPEED_METRICS = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb", "host_anon_mb",
+                 *(f"time_{p}_s" for p in PHASES))
 """The metrics of the machine, not of the run: two runs with the same seed differ only in them."""
+
+
+class Clock:
+    """Wall seconds per phase of the loop since the last `pop` (`with clock("env"): ...`)."""
+
+    def __init__(self) -> None:
+        self.spent = dict.fromkeys(PHASES, 0.0)
+        self.phase, self.since = "", 0.0
+
+    def __call__(self, phase: str) -> Clock:
+        self.phase = phase
+        return self
+
+    def __enter__(self) -> None:
+        self.since = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.spent[self.phase] += time.perf_counter() - self.since
+
+    def pop(self) -> dict[str, float]:
+        out = {f"time_{k}_s": v for k, v in self.spent.items()}
+        self.spent = dict.fromkeys(PHASES, 0.0)
+        return out
 
 
 def proc_status_mib(field: str, path: Path = Path("/proc/self/status")) -> float:
@@ -282,6 +310,7 @@ class Session:
     pending: int = 0
     """Updates still owed at `step`: a stop signal cut that step's updates short (the pretrain
     is a thousand of them); a resumed run does them before anything else."""
+    clock: Clock = field(default_factory=Clock)  # not in a checkpoint: machine, not run
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -327,9 +356,11 @@ class Session:
             if stop is not None and stop.signum:
                 self.pending = count - done
                 return
-            batch = {k: torch.as_tensor(v) for k, v in self.replay.sample().items()}
+            with self.clock("replay"):
+                batch = {k: torch.as_tensor(v) for k, v in self.replay.sample().items()}
             try:
-                metrics = self.agent.update(batch)
+                with self.clock("update"):
+                    metrics = self.agent.update(batch)
             except RuntimeError as e:
                 # Non-finite weights can fail inside the update (e.g. sampling from NaN
                 # probabilities) before any loss is returned: the same divergence.
@@ -406,10 +437,14 @@ def train(
                 if run.stop.signum:
                     _save(s, ckpts, tracker, run)
                     raise Interrupted(run.stop.signum, s.step)
-                finished = s.driver.step(s.act())
+                with s.clock("act"):
+                    action = s.act()
+                with s.clock("env"):
+                    finished = s.driver.step(action)
                 s.step += 1
                 if finished:
-                    s.replay.add(finished["episode"], finished["index"])
+                    with s.clock("replay"):
+                        s.replay.add(finished["episode"], finished["index"])
                     tracker.add(s.step, {"train_score": finished["score"],
                                          "train_return": finished["return"]})
                 count = s.updates_due(sched.prefill, sched.pretrain, sched.train_every)
@@ -418,14 +453,18 @@ def train(
                 _save(s, ckpts, tracker, run)
                 raise Interrupted(run.stop.signum, s.step)
             if due(s.step, sched.eval_every) or s.step == sched.steps:
-                results = s.evaluate(sched.eval_eps)
+                with s.clock("eval"):
+                    results = s.evaluate(sched.eval_eps)
                 tracker.add(s.step, results)
                 score = results["eval_score"]
             if due(s.step, sched.log_every):
-                tracker.add(s.step, s.losses.pop() | speed.rates(s.step, s.updates))
-                tracker.flush(s.step)
+                with s.clock("save"):
+                    tracker.add(s.step, s.losses.pop() | speed.rates(s.step, s.updates)
+                                | s.clock.pop())
+                    tracker.flush(s.step)
             if due(s.step, sched.checkpoint_every) or s.step == sched.steps:
-                _save(s, ckpts, tracker, run)
+                with s.clock("save"):
+                    _save(s, ckpts, tracker, run)
             run.progress.update(s.step, score)
     except Diverged:
         tracker.flush(s.step)  # the finite rows up to the failure help to diagnose it

@@ -5,6 +5,8 @@ import copy
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -277,3 +279,25 @@ def test_onehot_gathers_only_on_the_fast_fp32_cpu_path():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not gather_ok(x)
     assert not gather_ok(torch.zeros(2, 3, device="meta"))  # any device but the CPU
+
+
+def test_bench_run_times_a_whole_run_and_its_phases(tmp_path):
+    out = tmp_path / "run.json"
+    cmd = [sys.executable, "-m", "blast_cli", "bench", "--run", "--preset", "tiny", "--steps",
+           "400", "--json", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())["run"]
+    assert (doc["rung"], doc["preset"], doc["steps"], doc["threads"]) == ("dv2", "tiny", 400, 1)
+    phases = doc["phases_s"]
+    assert set(phases) == {"act", "env", "replay", "update", "eval", "save"}
+    assert all(v > 0 for v in phases.values()), phases  # the tiny run trains, evaluates, saves
+    assert sum(phases.values()) + doc["import_s"] <= doc["wall_s"]
+    assert doc["steps_per_s"] == pytest.approx(400 / doc["wall_s"])
+    assert "whole run" in done.stdout and "loop: update" in done.stdout
+    assert not list(Path(tempfile.gettempdir()).glob("blast-bench-run-*/blast.db"))  # cleaned
+
+
+def test_bench_run_refuses_two_runs_at_once(tmp_path):
+    done = bench("--run", "--rung", "dv2", "--rung", "bn", cwd=tmp_path)
+    assert done.returncode == 2 and "at most one --env and one --rung" in done.stderr
