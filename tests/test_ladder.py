@@ -306,10 +306,13 @@ def test_status_watch_follows_runs_until_none_is_queued_or_running(tmp_path: Pat
 def test_shipped_recipes_load_with_the_papers_grids() -> None:
     sizes = {p.stem: recipes.load(p) for p in sorted((REPO / "recipes").glob("*.yaml"))}
     assert {k: r.size for k, r in sizes.items()} == {
-        "cpu-check": 8, "figure3": 150, "figure4": 216, "figure5": 20, "figure8": 4}
+        "cpu-check": 8, "figure3": 150, "figure3-cpu": 36, "figure4": 216, "figure5": 20,
+        "figure8": 4}
     assert sizes["figure3"].preset == "paper" and len(sizes["figure3"].seeds) == 5
     assert sizes["figure5"].rungs == ("ar_prior", "latent_only")
     assert sizes["cpu-check"].preset == "cpu"
+    assert sizes["figure3-cpu"].preset == "cpu" and sizes["figure3-cpu"].rungs == (
+        "dv2", "bn", "ar_prior")
 
 
 BAD_RECIPES = {
