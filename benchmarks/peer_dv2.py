@@ -16,6 +16,8 @@ Four commands, each printing (and with --json writing) what it measured:
              sheeprl's checkpoints every --eval-every steps and every finished episode's score.
     evaluate Greedy episodes of each checkpoint of a `train` run, scored as blast scores them
              (goals - collisions per 100-step episode): blast's own evaluation, for the peer.
+    probe    blast's world model of a run's checkpoint, measured as `fixed` measures (runs with
+             blast's own venv too: it needs no sheeprl).
     compare  The greedy scores of blast's `dv2` runs of an experiment (from its database) beside
              the peer's `evaluate` files, per step and as final scores (mean of the last three).
 
@@ -434,6 +436,31 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(out), "episodes": args.episodes, "scores": scores}
 
 
+def probe(args: argparse.Namespace) -> dict[str, Any]:
+    """blast's world model of a run's checkpoint, measured on held-out windows of random play
+    as `fixed` measures both sides (the reward head on goal and collision steps, KL, entropies).
+    The run's config: its stored config.yaml, beside its checkpoints folder."""
+    import yaml
+
+    from blast_core import config as C
+    from blast_core import config_tree as T
+    from blast_core.checkpoint import Checkpoints
+
+    torch.set_num_threads(args.threads)
+    path = Path(args.checkpoint)
+    cfg = T.from_dict(yaml.safe_load((path.parent.parent / "config.yaml").read_text()), C.Config)
+    side = BlastSide(cfg, 0)
+    side.agent.load_checkpoint_state(Checkpoints(path.parent).load(path)["agent"])
+    data = collect(args.collect, args.data_seed)
+    held = windows(data, episodes(data), args.held_out, cfg.dataset.length,
+                   np.random.default_rng(999))
+    out = {"checkpoint": str(path)} | summarize(side.measure(held), held,
+                                                 cfg.clip_rewards == "tanh")
+    print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in out.items()))
+    return out
+
+
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     """blast's dv2 greedy scores per evaluation step beside the peer's, and the final scores."""
     from blast_core.store import Store, db_url
@@ -469,6 +496,13 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("probe")
+    p.add_argument("checkpoint", help="a run's checkpoints/ckpt-*.pt")
+    p.add_argument("--collect", type=int, default=3000, help="random steps of held-out play")
+    p.add_argument("--data-seed", type=int, default=5)
+    p.add_argument("--held-out", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", help="also write the result here")
     p = sub.add_parser("compare")
     p.add_argument("peer", nargs="*", help="the peer's `evaluate --json` files, one per seed")
     p.add_argument("--experiment", required=True, help="blast's experiment with the dv2 runs")
@@ -497,7 +531,7 @@ def main() -> None:
         if name == "evaluate":
             p.add_argument("--episodes", type=int, default=5)
     args = parser.parse_args()
-    result = {"fixed": fixed, "train": train, "evaluate": evaluate,
+    result = {"fixed": fixed, "train": train, "evaluate": evaluate, "probe": probe,
               "compare": compare}[args.cmd](args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
