@@ -40,8 +40,8 @@ def import_(
     db: Db = None,
 ) -> None:
     """Merge export files into this database; importing a file again adds nothing."""
-    docs = [portable.read(f) for f in files]  # every file is checked before anything is written
-    del docs
+    for f in files:
+        portable.read(f)  # every file is checked before anything is written
     with Store.open(db_url(db, results)) as store:
         for f in files:
             done = portable.import_file(store, f)

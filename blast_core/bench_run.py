@@ -52,19 +52,14 @@ def bench_run(env: str, rung: str, preset: str, steps: int, sets: list[str], thr
 
         with Store.open(f"sqlite:///{root / 'blast.db'}") as store:
             frame = store.metrics_frame()
-        run_id = proc.stdout.strip().split(":")[0]
-        config = (store_run_config(root, run_id) or {}).get("schedule", {})
     finally:
         shutil.rmtree(root, ignore_errors=True)
     sums = frame.groupby("name")["value"].sum()
     phases = {p: float(sums.get(f"time_{p}_s", 0.0)) for p in PHASE_NAMES}
     loop = sum(phases.values())
-    updates = frame[frame["name"] == "updates_per_s"]
-    prefill = int(config.get("prefill", 0))
     doc = {"env": env, "rung": rung, "preset": preset, "steps": steps, "sets": sets,
            "threads": threads, "wall_s": wall, "import_s": imports, "phases_s": phases,
-           "other_s": max(wall - imports - loop, 0.0), "steps_per_s": steps / wall,
-           "prefill": prefill, "log_rows": int(len(updates))}
+           "other_s": max(wall - imports - loop, 0.0), "steps_per_s": steps / wall}
     echo(f"{'part':28} {'seconds':>9} {'share':>6}")
     parts = {"import (a fresh interpreter)": imports, **{f"loop: {k}": v for k, v in
                                                          phases.items()},
@@ -74,10 +69,3 @@ def bench_run(env: str, rung: str, preset: str, steps: int, sets: list[str], thr
     echo(f"{'whole run':28} {wall:9.1f} 100.0%   {doc['steps_per_s']:.1f} agent steps/s")
     return doc
 
-
-def store_run_config(root: Path, run_id: str) -> dict[str, Any] | None:
-    """The stored config of the benchmark's run (before its root is removed)."""
-    import yaml
-
-    path = root / run_id / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else None

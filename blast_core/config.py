@@ -392,8 +392,8 @@ FAMILY: dict[str, Delta] = {
 
 PRESETS: dict[str, Delta] = {
     "paper": {},
-    # Reduced until a run fits about 45 minutes on one CPU core (docs/results.md documents each
-    # cut): a 3x narrower CNN, a 10x smaller RSSM and heads, and 8 x 16 batches. MiniGrid's
+    # Reduced until a MiniGrid run fits about 50 minutes on one CPU core (docs/results.md documents
+    # each cut): a 3x narrower CNN, a 10x smaller RSSM and heads, and 8 x 16 batches. MiniGrid's
     # further changes are in PRESET_FAMILY.
     "cpu": {
         "encoder.depth": 16,
