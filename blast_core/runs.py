@@ -165,7 +165,7 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
         directory.mkdir(parents=True, exist_ok=True)
         _write_atomic(directory / "run.json", json.dumps(spec.to_dict(), indent=2) + "\n")
         _write_atomic(stored, T.to_yaml(cfg))
-    return execute(spec, cfg, root, db, options)
+    return execute(spec, cfg, root, db, options, skip_done=True)
 
 
 def load_spec(root: Path, run_id: str) -> tuple[RunSpec, C.Config]:
@@ -185,16 +185,19 @@ def resume(run_id: str, root: Path, db: str, options: Options) -> str:
     return execute(spec, cfg, root, db, options)
 
 
-def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options) -> str:
+def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
+            skip_done: bool = False) -> str:
     """Train one run under its lock, keeping its row in the store up to date; returns the status
-    it ends in: done, interrupted or failed (a failure also raises, after the status is set)."""
+    it ends in: done, interrupted or failed (a failure also raises, after the status is set).
+    With `skip_done` (`blast run` again), a run the store has done is left as it is."""
     from blast_core.store import Store
 
     device = check_device(options.device)
     directory = run_directory(root, spec.run_id)
     with _locked(directory, spec.run_id), Store.open(db) as store:
         before = store.run(spec.run_id) or {}
-        if before.get("status") == "done" and (before.get("step") or 0) >= cfg.schedule.steps:
+        if (skip_done and before.get("status") == "done"
+                and (before.get("step") or 0) >= cfg.schedule.steps):
             options.say(f"{spec.run_id} is already done ({before['step']} steps): nothing to do")
             return "done"
         if before.get("step") and before.get("device") not in (None, device):

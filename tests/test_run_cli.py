@@ -290,6 +290,7 @@ def test_a_run_of_an_older_blast_goes_on_with_how_it_executed(finished, tmp_path
     assert "cuda_graphs: true" in text and "  mmap: false\n" in text
     stored.write_text(text.replace("cuda_graphs: true", "cuda_graphs: false")
                       .replace("  mmap: false\n", ""))
+    store(root).set_status(RUN_ID, "interrupted")  # a done run is not run again at all
     result = blast(root, "run", *MINIGRID)
     assert result.returncode == 0, result.stderr
     assert f"note: {RUN_ID} goes on with its own cuda_graphs=false" in result.stdout + result.stderr
