@@ -92,6 +92,10 @@ def report(
         typer.Option("--compare-settings", help="Draw runs made with other --steps/--set "
                      "settings as bars and curves of their own beside their rung's."),
     ] = False,
+    done: Annotated[
+        bool, typer.Option("--done", help="Only runs that finished (leave out the ones still "
+                           "running, interrupted or failed).")
+    ] = False,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap replications.")] = 2000,
     ylim: Annotated[
         str | None,
@@ -107,6 +111,7 @@ def report(
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
                                preset=preset, settings=settings, reps=reps,
                                compare_settings=compare_settings, ylim=_ylim(ylim),
+                               done_only=done,
                                rungs=rung_list(rungs) if rungs is not None else None)
     number = int(figure.value) if figure is not None else None
     if number == 2:  # the environments themselves: no database needed

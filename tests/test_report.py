@@ -421,3 +421,20 @@ def test_the_same_reports_from_postgresql_as_from_sqlite(pg_url, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == ("error: experiment 'none' has no runs: nothing to report; "
                            "experiments with runs: default (--experiment NAME)\n")
+
+
+def test_done_draws_only_finished_runs(results):
+    with Store.open(db_url(results=results)) as store:
+        partial = next(r["id"] for r in store.runs() if r["rung"] == "dv2")
+        store.set_status(partial, "interrupted")
+    folder = results / "reports" / "default"
+    for flag, expected in (([], True), (["--done"], False)):
+        proc = blast("report", "--figure", "3", "--results", str(results), *flag)
+        assert proc.returncode == 0, proc.stderr
+        per_run = pd.read_csv(folder / "figure3-runs.csv")
+        assert (partial in set(per_run["run_id"])) == expected
+    with Store.open(db_url(results=results)) as store:
+        for run in store.runs():
+            store.set_status(run["id"], "interrupted")
+    proc = blast("report", "--figure", "3", "--results", str(results), "--done")
+    assert proc.returncode == 2 and "no finished runs (--done)" in proc.stderr

@@ -61,6 +61,9 @@ class ReportOptions:
     their own (`ar_prior [rssm.ar_net=made]` beside `ar_prior`), and --stats compares each with
     its rung's first kind (`frames.order_series`), instead of the experiment being refused as
     mixed. Only the rungs and kinds present are laid out."""
+    done_only: bool = False
+    """Only runs that finished (state `done`): a figure of final scores without the runs still
+    on their way."""
     ylim: tuple[float, float] | None = None
     """Score axis (low, high) of figures 3-7, e.g. to look past a run's first evaluations;
     None: fitted to the data. What falls outside leaves the view, never the CSV."""
@@ -119,6 +122,10 @@ def load_runs(source: RunSource, opts: ReportOptions, fam: str | None) -> pd.Dat
         if runs.empty:
             raise BlastError(f"experiment {opts.experiment!r} has no runs of rung "
                              f"{', '.join(opts.rungs)}")
+    if opts.done_only:
+        runs = runs[runs["status"] == "done"]
+        if runs.empty:
+            raise BlastError(f"experiment {opts.experiment!r} has no finished runs (--done)")
     runs = _one_kind(runs, "preset", opts.preset, opts.experiment, "presets", "--preset")
     # Seeds of one cell are replicates only if they were made with the same settings: a run
     # with --steps or --set of its own is another experiment, not another seed.
