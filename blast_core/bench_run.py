@@ -58,7 +58,8 @@ def bench_run(env: str, rung: str, preset: str, steps: int, sets: list[str], thr
     phases = {p: float(sums.get(f"time_{p}_s", 0.0)) for p in PHASE_NAMES}
     loop = sum(phases.values())
     doc = {"env": env, "rung": rung, "preset": preset, "steps": steps, "sets": sets,
-           "threads": threads, "wall_s": wall, "import_s": imports, "phases_s": phases,
+           "threads": threads, "root": str(root), "wall_s": wall, "import_s": imports,
+           "phases_s": phases,
            "other_s": max(wall - imports - loop, 0.0), "steps_per_s": steps / wall}
     echo(f"{'part':28} {'seconds':>9} {'share':>6}")
     parts = {"import (a fresh interpreter)": imports, **{f"loop: {k}": v for k, v in
