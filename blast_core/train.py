@@ -430,13 +430,13 @@ def train(
         _restore(s, ckpts, run)
         speed, score = Speed(s.step, s.updates, s.device), None
         while s.step < sched.steps or s.pending:
+            if run.stop.signum:  # a checkpoint cut inside a step records the updates it owes
+                _save(s, ckpts, tracker, run)
+                raise Interrupted(run.stop.signum, s.step)
             if s.pending:
                 # A signal cut this step's updates short: finish the step where it stopped.
                 count, s.pending = s.pending, 0
             else:
-                if run.stop.signum:
-                    _save(s, ckpts, tracker, run)
-                    raise Interrupted(run.stop.signum, s.step)
                 with s.clock("act"):
                     action = s.act()
                 with s.clock("env"):
@@ -450,8 +450,7 @@ def train(
                 count = s.updates_due(sched.prefill, sched.pretrain, sched.train_every)
             s.update(count, run.stop)
             if s.pending:
-                _save(s, ckpts, tracker, run)
-                raise Interrupted(run.stop.signum, s.step)
+                continue  # stopped between two updates: no evaluation or rows for this step yet
             if due(s.step, sched.eval_every) or s.step == sched.steps:
                 with s.clock("eval"):
                     results = s.evaluate(sched.eval_eps)
