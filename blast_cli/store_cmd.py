@@ -40,11 +40,10 @@ def import_(
     db: Db = None,
 ) -> None:
     """Merge export files into this database; importing a file again adds nothing."""
-    for f in files:
-        portable.read(f)  # every file is checked before anything is written
+    docs = [portable.read(f) for f in files]  # every file is checked before anything is written
     with Store.open(db_url(db, results)) as store:
-        for f in files:
-            done = portable.import_file(store, f)
+        for f, doc in zip(files, docs, strict=True):
+            done = portable.import_file(store, f, doc)
             parts = [f"{len(done.added)} runs added"]
             if done.extended:
                 parts.append(f"{len(done.extended)} extended by {done.rows} rows")

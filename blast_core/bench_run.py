@@ -20,8 +20,6 @@ from typing import Any
 
 from blast_core.errors import BlastError
 
-PHASE_NAMES = ("act", "env", "replay", "update", "eval", "save")  # train.PHASES, without torch
-
 
 def _import_seconds() -> float:
     """Wall time of a fresh interpreter importing what a run process imports."""
@@ -55,7 +53,11 @@ def bench_run(env: str, rung: str, preset: str, steps: int, sets: list[str], thr
     finally:
         shutil.rmtree(root, ignore_errors=True)
     sums = frame.groupby("name")["value"].sum()
-    phases = {p: float(sums.get(f"time_{p}_s", 0.0)) for p in PHASE_NAMES}
+    # The run's own time_<phase>_s rows name its phases (train.PHASES, in the order logged).
+    phases = {n[len("time_"):-len("_s")]: float(v) for n, v in sums.items()
+              if n.startswith("time_") and n.endswith("_s")}
+    order = list(dict.fromkeys(frame["name"]))
+    phases = dict(sorted(phases.items(), key=lambda kv: order.index(f"time_{kv[0]}_s")))
     loop = sum(phases.values())
     doc = {"env": env, "rung": rung, "preset": preset, "steps": steps, "sets": sets,
            "threads": threads, "root": str(root), "wall_s": wall, "import_s": imports,

@@ -168,10 +168,11 @@ def _run_values(run: dict[str, Any], path: Path) -> dict[str, Any]:
     return values
 
 
-def import_file(store: Store, path: str | Path) -> Imported:
-    """Merge an export file into `store` (see the module docstring). All or nothing per file."""
+def import_file(store: Store, path: str | Path, doc: dict[str, Any] | None = None) -> Imported:
+    """Merge an export file into `store` (see the module docstring). All or nothing per file.
+    `doc`: the file as `read` returned it, when the caller has read it already."""
     path = Path(path)
-    doc = read(path)
+    doc = read(path) if doc is None else doc
     plans = [(run, *_plan(store, run, path)) for run in doc["runs"]]
     added, extended, unchanged = [], {}, []
     recipes = {e["name"]: e.get("recipe") for e in doc["experiments"]}
