@@ -119,9 +119,29 @@ class TruncNormal:
 def normal_nll(mean: Tensor, target: Tensor, dims: int) -> Tensor:
     """−log N(target | mean, 1) without its constant (0.919 per dimension), summed over the last
     `dims` axes: DreamerV2's `mse` heads. Dropping the constant changes no gradient and makes
-    0 the perfect loss."""
-    sq = 0.5 * (target - mean) ** 2
-    return sq.sum(tuple(range(-dims, 0))) if dims else sq
+    0 the perfect loss. The target gets no gradient (it is data)."""
+    return _HalfSquaredError.apply(mean, target.detach(), dims)
+
+
+class _HalfSquaredError(torch.autograd.Function):
+    """0.5 · (mean − target)² summed over the last `dims` axes, with one pass over the inputs
+    forward and one backward (autograd's pow, mul and sum take five, and its backward hands
+    the decoder a gradient in the broadcast grad's memory format instead of the image's, which
+    costs the transposed convolution a copy of every frame)."""
+
+    @staticmethod
+    def forward(ctx, mean: Tensor, target: Tensor, dims: int) -> Tensor:  # noqa: ANN001
+        diff = mean - target
+        ctx.save_for_backward(diff)
+        ctx.dims = dims
+        sq = diff * diff
+        return 0.5 * (sq.sum(tuple(range(-dims, 0))) if dims else sq)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+        (diff,) = ctx.saved_tensors
+        # diff first, so the gradient takes its memory format (NHWC frames stay NHWC).
+        return diff * grad.reshape(*grad.shape, *[1] * ctx.dims), None, None
 
 
 def bernoulli_log_prob(logits: Tensor, target: Tensor) -> Tensor:

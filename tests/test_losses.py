@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from blast_core.dists import OneHot, TruncNormal, kl_onehot
+from blast_core.dists import OneHot, TruncNormal, kl_onehot, normal_nll
 from blast_core.losses import (
     actor_loss,
     critic_loss,
@@ -177,3 +177,22 @@ def test_onehot_straight_through_and_log_prob():
     assert float(log_prob) == pytest.approx(math.log(float(probs[1])), rel=1e-5)
     entropy = dist.entropy().detach()
     assert float(entropy) == pytest.approx(float(-(probs * probs.log()).sum()), rel=1e-5)
+
+
+@pytest.mark.parametrize("dims", [0, 3])
+def test_normal_nll_is_half_squared_error_with_its_gradient(dims):
+    """−log N(x | mean, 1) + const, per element or summed over an image's (C, H, W), in
+    value and gradient; an NHWC mean gets an NHWC gradient (the decoder's frames)."""
+    torch.manual_seed(0)
+    shape = (2, 3, 3, 4, 5)[:2 + dims]
+    mean = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(shape, dtype=torch.float64)
+    naive = torch.distributions.Normal(mean, 1.0).log_prob(target) + 0.5 * math.log(2 * math.pi)
+    naive = -(naive.sum(tuple(range(-dims, 0))) if dims else naive)
+    torch.testing.assert_close(normal_nll(mean, target, dims), naive)
+    assert torch.autograd.gradcheck(lambda m: normal_nll(m, target, dims), (mean,))
+    if dims == 3:
+        frames = torch.randn(6, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+        frames.requires_grad_(True)
+        normal_nll(frames, torch.zeros(6, 3, 8, 8), 3).sum().backward()
+        assert frames.grad.is_contiguous(memory_format=torch.channels_last)
