@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from blast_core.config import RSSMConfig
 from blast_core.dists import OneHot
 from blast_core.made import MADEPrior
-from blast_core.nets import LayerNormGRU, dense, elu_dense, gather_ok, onehot_linear
+from blast_core.nets import LayerNormGRU, dense, elu_dense, gather_ok, onehot_index, onehot_linear
 from blast_core.perf import fast_path
 
 State = dict[str, Tensor]
@@ -211,7 +211,7 @@ class RSSM(nn.Module):
         S, N = c.ar_steps, h.shape[0]
         w_x, w_h = self.ar_gru.split_weight()
         if teacher.shape[-1] == c.discrete and not teacher.requires_grad:
-            inputs = F.embedding(teacher[:, :-1].argmax(-1), self._ar_input_table(h))
+            inputs = F.embedding(onehot_index(teacher[:, :-1])[0], self._ar_input_table(h))
         else:
             inputs = F.linear(self.ar_sample_in(teacher[:, :-1]), w_x, self.ar_gru.linear.bias)
         states = [h]
@@ -246,7 +246,7 @@ class RSSM(nn.Module):
             if i + 1 == c.ar_steps:  # the last GRU update would be discarded
                 break
             if table is not None:
-                pre = table[z.reshape(-1, c.discrete).argmax(-1)] + F.linear(state, w_h)
+                pre = table[onehot_index(z.reshape(-1, c.discrete))[0]] + F.linear(state, w_h)
                 state = self.ar_gru.cell(pre, state)
             else:
                 state = self.ar_gru(self.ar_sample_in(z.reshape(-1, k * c.discrete)), state)

@@ -300,3 +300,18 @@ def test_bench_run_times_a_whole_run_and_its_phases(tmp_path):
 def test_bench_run_refuses_two_runs_at_once(tmp_path):
     done = bench("--run", "--rung", "dv2", "--rung", "bn", cwd=tmp_path)
     assert done.returncode == 2 and "at most one --env and one --rung" in done.stderr
+
+
+def test_onehot_index_is_argmax_and_gather_of_straight_through_samples():
+    from blast_core.dists import OneHot
+    from blast_core.nets import onehot_index
+
+    torch.manual_seed(0)
+    logits = (torch.randn(512, 16, 32) * 3).requires_grad_(True)
+    z = OneHot(logits, dims=1).sample().detach().clone()  # (1 + p) − p: within an ulp of 1
+    z[::7] = 0  # reset states
+    index, value = onehot_index(z)
+    expected = z.argmax(-1)
+    assert torch.equal(index, expected)
+    assert torch.equal(value, z.gather(-1, expected[..., None]).squeeze(-1))
+    assert (value[::7] == 0).all() and (value[1::7] != 0).all()
