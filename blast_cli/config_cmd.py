@@ -24,7 +24,10 @@ def show(
     set_: options.Set = None,
 ) -> None:
     """Print the resolved config of one run as YAML."""
+    from blast_core.envs import check_env_id
+
     cfg = C.make_config(env, rung, preset, T.parse_overrides(set_ or []))
+    check_env_id(env)  # a dmc: task the suite lacks is an error here too, not only at `run`
     typer.echo(T.to_yaml(cfg), nl=False)
 
 

@@ -30,7 +30,7 @@ from blast_core.scheduling import (
 )
 from blast_core.scheduling import status as S
 from blast_core.scheduling.crash import mark_crashed
-from blast_core.store import Store, db_url, results_root
+from blast_core.store import Store, check_destination, db_url, results_root
 
 
 class Executor(StrEnum):
@@ -88,13 +88,13 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
             or any(n is not None and n < 1 for n in (opts.runs_per_job, opts.cpus_per_job))):
         raise BlastError("--time-min, --runs-per-job and --cpus-per-job must be >= 1, "
                          "--gpus-per-job >= 0")
-    root = results_root(results)
+    root, url = check_destination(db, results)
     gpus = ",".join(gpu_list) if gpu_list else None  # repeated, the values add up
     if executor != Executor.local:
         # A job's GPUs and cores are SLURM's (--gpus-per-job): look at none here.
         gpus, per_gpu = gpus or "none", per_gpu or 1
     place = placement(gpus, per_gpu, workers, threads)
-    return Execution(root, db_url(db, root), place, max_retries, stale_after, executor.value, opts,
+    return Execution(root, url, place, max_retries, stale_after, executor.value, opts,
                      live=False if no_progress else None,
                      mem_per_run=None if mem_per_run is None else round(mem_per_run * 1024))
 
@@ -136,10 +136,10 @@ def run_ladder(
         raise BlastError(f"--seeds must be >= 1, got {seeds}")
     slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
                  cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
-    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run)
     rung_ids = options.rung_list(rungs or list(C.LADDER_IDS))
     specs = grid(env, list(rung_ids), range(seeds), preset, experiment, steps, list(set_ or []))
+    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
+                    no_progress, executor, slurm, mem_per_run)  # checks, then opens the database
     _finish(run_grid(specs, ex))
 
 
@@ -169,10 +169,10 @@ def run_recipe(
     """Run every run a recipe names (checked in full before anything is written)."""
     slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
                  cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
-    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run)
     loaded = recipes.load(recipe)
     specs = recipes.specs(loaded, experiment)
+    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
+                    no_progress, executor, slurm, mem_per_run)  # checks, then opens the database
     _finish(run_grid(specs, ex, recipe=loaded.text))
 
 

@@ -15,7 +15,7 @@ from blast_cli.options import rung_list
 from blast_cli.run_cmd import Db, Results
 from blast_core.errors import BlastError
 from blast_core.report import build
-from blast_core.store import Store, db_url, results_root
+from blast_core.store import Store, db_url, prepare_results_root, results_root
 
 
 class FigureId(StrEnum):
@@ -114,6 +114,8 @@ def report(
                                done_only=done,
                                rungs=rung_list(rungs) if rungs is not None else None)
     number = int(figure.value) if figure is not None else None
+    folder = out if out is not None else results_root(results) / "reports" / experiment
+    prepare_results_root(folder, create=False)  # writable: fail before drawing, not after
     if number == 2:  # the environments themselves: no database needed
         made = build.build(number, None, opts)
     else:
@@ -123,6 +125,5 @@ def report(
         Console(width=160).print(_stats_table(made.table))
     for note in made.notes:
         typer.echo(note)
-    folder = out if out is not None else results_root(results) / "reports" / experiment
     for path in build.save(made, folder):
         typer.echo(f"wrote {path}")

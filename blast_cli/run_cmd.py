@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from blast_cli import options
-from blast_core.store import db_url, results_root
+from blast_core.store import check_destination, db_url, prepare_results_root
 
 if TYPE_CHECKING:
     from blast_core import runs
@@ -142,8 +142,8 @@ def run(
     from blast_core import runs
 
     spec = runs.RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
-    root = results_root(results)
-    status = runs.start(spec, root, db_url(db, root),
+    root, url = check_destination(db, results)
+    status = runs.start(spec, root, url,
                         _options(device, deterministic, threads, no_progress, spec.name))
     typer.echo(f"{spec.run_id}: {status}")
     raise typer.Exit(EXIT_CODES[status])
@@ -161,7 +161,7 @@ def resume(
     """Continue runs from their last checkpoints, one after another, with their stored configs."""
     from blast_core import runs
 
-    root = results_root(results)
+    root = prepare_results_root(results)
     worst = 0
     for run_id in run_ids:
         opts = _options(device, deterministic, threads, no_progress, run_id.split("/")[-1])

@@ -9,7 +9,7 @@ import typer
 
 from blast_cli.run_cmd import Db, Results
 from blast_core.errors import BlastError
-from blast_core.store import Store, db_url, portable
+from blast_core.store import Store, check_destination, db_url, portable
 
 
 def export(
@@ -41,7 +41,7 @@ def import_(
 ) -> None:
     """Merge export files into this database; importing a file again adds nothing."""
     docs = [portable.read(f) for f in files]  # every file is checked before anything is written
-    with Store.open(db_url(db, results)) as store:
+    with Store.open(check_destination(db, results)[1]) as store:
         for f, doc in zip(files, docs, strict=True):
             done = portable.import_file(store, f, doc)
             parts = [f"{len(done.added)} runs added"]

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from blast_core import config_tree as T
 from blast_core.config_tree import Delta, apply
 from blast_core.errors import ConfigError
 
@@ -517,6 +518,53 @@ def family_of(env_id: str) -> str:
     return family
 
 
+# Ranges of the numeric fields, checked on the resolved config (after presets, rungs and --set):
+# a value out of range is a one-line error naming its key, not a torch error deep in the model.
+# (low, high, low_open, high_open); None: unbounded on that side.
+_Range = tuple[float | None, float | None, bool, bool]
+_POSITIVE: _Range = (0, None, True, False)
+_NON_NEGATIVE: _Range = (0, None, False, False)
+_UNIT: _Range = (0, 1, False, False)
+_UNIT_OPEN_LOW: _Range = (0, 1, True, False)
+RANGES: dict[str, _Range] = {
+    **{k: _POSITIVE for k in (
+        "env.action_repeat", "env.size", "env.time_limit", "encoder.depth", "decoder.depth",
+        "rssm.hidden", "rssm.deter", "rssm.stoch", "rssm.discrete", "heads.units",
+        "actor.units", "critic.units", "critic.slow_update", "imag_horizon",
+        "replay.capacity", "replay.minlen", "dataset.batch", "dataset.length", "schedule.steps",
+        "schedule.train_every", "schedule.eval_every", "schedule.log_every",
+        "schedule.checkpoint_every", "model_opt.lr", "actor_opt.lr", "critic_opt.lr",
+        "model_opt.eps", "actor_opt.eps", "critic_opt.eps", "model_opt.clip",
+        "actor_opt.clip", "critic_opt.clip")},
+    **{k: _NON_NEGATIVE for k in (
+        "heads.layers", "actor.layers", "critic.layers", "actor.ent", "actor.min_std",
+        "kl.free", "loss_scales.kl", "loss_scales.reward", "loss_scales.discount",
+        "loss_scales.image", "schedule.prefill", "schedule.pretrain", "schedule.eval_eps")},
+    **{k: _UNIT for k in ("model_opt.wd", "actor_opt.wd", "critic_opt.wd", "target.ema",
+                          "discount_lambda", "actor.grad_mix")},
+    **{k: _UNIT_OPEN_LOW for k in ("discount", "critic.slow_fraction")},
+}
+
+
+def check_ranges(cfg: Config) -> None:
+    """ConfigError for the first field of `cfg` outside its range in `RANGES`, and for kernel
+    lists that are empty or hold a size below 1."""
+    flat = T.flatten(T.to_dict(cfg))
+    for key, (low, high, low_open, high_open) in RANGES.items():
+        value = flat[key]
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above:
+            if high is None:
+                rule = f"be {'>' if low_open else '>='} {low}"
+            else:
+                rule = f"lie in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+            raise ConfigError(f"{key}={value} is out of range: it must {rule}")
+    for key in ("encoder.kernels", "decoder.kernels"):
+        if not flat[key] or min(flat[key]) < 1:
+            raise ConfigError(f"{key}={list(flat[key])}: give one kernel size >= 1 per layer")
+
+
 def make_config(
     env_id: str,
     rung: str = "dv2",
@@ -537,8 +585,13 @@ def make_config(
         cfg = apply(cfg, overrides)
         for r in rung_chain(rung):
             cfg = apply(cfg, r.delta)
-        return apply(cfg, overrides)
+        cfg = apply(cfg, overrides)
     except (TypeError, ValueError) as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(str(e).splitlines()[0]) from None
+    check_ranges(cfg)
+    if family == "dmc" and cfg.env.video:
+        raise ConfigError(f"env.video={cfg.env.video!r}: video backgrounds are MiniGrid's "
+                          f"(minigrid:video); {env_id} has none")
+    return cfg

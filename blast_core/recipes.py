@@ -126,6 +126,8 @@ def load(path: str | Path) -> Recipe:
         text = path.read_text()
     except OSError as e:
         raise RecipeError(f"cannot read recipe {str(path)!r}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"recipe {str(path)!r} is not a text (UTF-8 YAML) file") from None
     return parse(text, str(path))
 
 

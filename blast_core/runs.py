@@ -33,6 +33,7 @@ import yaml
 
 from blast_core import config as C
 from blast_core import config_tree as T
+from blast_core.envs import check_inputs
 from blast_core.errors import BlastError
 from blast_core.perf import keep_freed_memory
 from blast_core.train import (
@@ -81,7 +82,8 @@ class RunSpec:
         parsed = T.parse_overrides(overrides or [])
         spec = cls(env, rung, seed, preset, tuple(sorted(f"{k}={v}" for k, v in parsed.items())),
                    steps, experiment)
-        spec.config()  # bad env, rung, preset or key: fail before anything is written
+        # A bad env, rung, preset, key, value or video: fail before anything is written.
+        check_inputs(spec.config().env)
         return spec
 
     @property

@@ -23,6 +23,7 @@ __all__ = [
     "MINIGRID_IDS",
     "VARIANTS",
     "check_env_id",
+    "check_inputs",
     "dmc_ids",
     "make",
 ]
@@ -50,6 +51,16 @@ def check_env_id(env_id: str) -> tuple[str, str]:
         if parse_task(name) is not None:
             return family, name
     raise _unknown(env_id)
+
+
+def check_inputs(cfg: EnvConfig) -> None:
+    """What a run's env reads from outside its config, checked before the run writes anything:
+    the env id (a `dmc:` task against the suite) and the video background's file."""
+    check_env_id(cfg.id)
+    if cfg.video:
+        from blast_core.envs.video import check_video
+
+        check_video(cfg.video)
 
 
 def dmc_ids() -> list[str]:

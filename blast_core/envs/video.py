@@ -39,11 +39,37 @@ def video_frames(path: str, size: int) -> np.ndarray:
     procedural video when `path` is empty."""
     if not path:
         return procedural_video(size)
+    check_video(path)
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise BlastError(f"video file not found: {path}")
     stat = file.stat()
     return _load_cached(str(file.resolve()), stat.st_size, stat.st_mtime_ns, size)
+
+
+def check_video(path: str) -> None:
+    """A one-line BlastError unless `path` is a readable file whose first frame decodes: the
+    check a run makes before anything is written (reading the whole clip waits for the env)."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise BlastError(f"video {path} is a folder, not a video file")
+    if not file.is_file():
+        raise BlastError(f"video file not found: {path}")
+    if not os.access(file, os.R_OK):
+        raise BlastError(f"video {path} cannot be read (permission denied)")
+    stat = file.stat()
+    _first_frame(str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _first_frame(path: str, nbytes: int, mtime_ns: int) -> None:
+    import imageio.v3 as iio
+
+    try:
+        next(iter(iio.imiter(path)))
+    except StopIteration:
+        raise BlastError(f"cannot read video {path}: it has no frames") from None
+    except Exception as e:  # imageio raises many types for a file it cannot decode
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BlastError(f"cannot read video {path}: {reason}") from None
 
 
 @functools.lru_cache(maxsize=8)

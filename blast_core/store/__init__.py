@@ -7,7 +7,12 @@
 """
 
 from blast_core.store.engine import StoreError
-from blast_core.store.locate import db_url, results_root
+from blast_core.store.locate import (
+    check_destination,
+    db_url,
+    prepare_results_root,
+    results_root,
+)
 from blast_core.store.models import ACTIVE, RESUMABLE, STATUSES
 from blast_core.store.store import FRAME_COLUMNS, Store
 
@@ -18,6 +23,8 @@ __all__ = [
     "STATUSES",
     "Store",
     "StoreError",
+    "check_destination",
     "db_url",
+    "prepare_results_root",
     "results_root",
 ]

@@ -16,10 +16,17 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 
 from blast_core.store import gitinfo
-from blast_core.store.engine import StoreError, make_engines, migrate, retrying
+from blast_core.store.engine import (
+    StoreError,
+    current_revision,
+    head_revision,
+    make_engines,
+    migrate,
+    retrying,
+)
 from blast_core.store.models import (
     STATUSES,
     Checkpoint,
@@ -59,13 +66,21 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         """Connect, creating the database or upgrading an older schema in place."""
+        from alembic.util import CommandError
+
         reader, writer = make_engines(url)
+        shown = make_url(url).render_as_string(hide_password=True)
         try:
             retrying(lambda: migrate(writer))
-        except OperationalError as e:
-            shown = make_url(url).render_as_string(hide_password=True)
+        except DatabaseError as e:  # not a database, a damaged file, no server, no permission
             first = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
             raise StoreError(f"cannot open the database {shown}: {first}") from None
+        except CommandError:  # alembic does not know the database's schema revision
+            raise StoreError(
+                f"the database {shown} has a schema this blast does not know "
+                f"(revision {current_revision(writer)!r}; this blast's newest is "
+                f"{head_revision()!r}): it was written by a newer blast, so upgrade blast "
+                "to use it") from None
         return cls(url, reader, writer)
 
     @classmethod
