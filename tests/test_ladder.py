@@ -473,3 +473,23 @@ def test_status_legend_puts_the_options_every_hash_shares_first(tmp_path: Path) 
     lines = both.plain.splitlines()
     assert lines[1] == "  all       --steps 300 --set rssm.ar_net=made"
     assert f"  {hashes[1]}  -" in lines and f"  {hashes[0]}  --set kl.free=0.5" in lines
+
+
+def test_status_says_why_each_failed_or_crashed_run_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'blast.db'}"
+    store = Store.open(url)
+    ends = [("failed", "ConfigError: rssm.stoch=-1 is out of range\nTraceback ..."),
+            ("crashed", "crashed: process exited with signal SIGKILL"), ("done", None)]
+    for seed, (state, error) in enumerate(ends):
+        spec = RunSpec.make(ENVS[0], "dv2", seed, "tiny", experiment="why")
+        store.upsert_run(spec.run_id, experiment="why", env=spec.env, rung=spec.rung,
+                         seed=seed, preset="tiny", config={}, run_dir=str(tmp_path))
+        store.set_status(spec.run_id, state, error=error)
+    code, out, _ = blast_here(capsys, "status", "--experiment", "why", "--db", url)
+    assert code == 0
+    assert out.splitlines()[-3:] == [
+        "why: ",
+        "  minigrid.unmodified__dv2__tiny__s0  failed: ConfigError: rssm.stoch=-1 is out of range",
+        "  minigrid.unmodified__dv2__tiny__s1  crashed: process exited with signal SIGKILL"]

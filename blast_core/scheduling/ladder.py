@@ -110,6 +110,11 @@ def resume_all(ex: Execution, experiment: str | None = None, view: View | None =
     mark_crashed(store, experiment, ex.stale_after)
     jobs = resumable(store, experiment)
     view.event(f"{len(jobs)} run(s) to resume")
+    for job in jobs:
+        row = store.run(job.run_id) or {}
+        why = (row.get("error") or "").strip().splitlines()
+        view.event(f"{job.run_id}: {row.get('status')} at step {row.get('step') or 0}"
+                   + (f" ({why[0][:160]})" if why else ""))
     return execute(store, jobs, ex, view)
 
 

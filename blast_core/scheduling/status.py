@@ -94,8 +94,24 @@ def options_legend(runs: list[dict[str, Any]]) -> Text | None:
     return text
 
 
+def failure_lines(runs: list[dict[str, Any]], width: int = 160) -> Text | None:
+    """Why each failed or crashed run stopped (the first line of its stored error), one line
+    per run; None when no run failed."""
+    lines = [(run["name"], run["status"], (run.get("error") or "no reason recorded").strip())
+             for run in runs if run["status"] in ("failed", "crashed")]
+    if not lines:
+        return None
+    text = Text("why: ", style="bold")
+    for name, state, error in lines:
+        first = (error.splitlines() or [""])[0].removeprefix(f"{state}: ")
+        shown = first if len(first) <= width else first[:width - 1] + "…"
+        text.append(f"\n  {name}  ").append(state, style=STYLE[state]).append(f": {shown}")
+    return text
+
+
 def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str, Table, Text]]:
-    """(experiment, its matrix, its counts line) for one or every experiment."""
+    """(experiment, its matrix, its counts line, the options legend and why runs failed) for
+    one or every experiment."""
     names = [e["name"] for e in store.experiments()]
     if experiment is not None and experiment not in names:
         raise BlastError(f"unknown experiment {experiment!r}; known: {', '.join(names) or 'none'}")
@@ -104,9 +120,9 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
         runs = store.runs(name)
         if runs:
             latest = store.latest_metrics([SCORE], experiment=name)
-            counts, legend = counts_line(runs), options_legend(runs)
-            out.append((name, matrix(runs, latest), counts if legend is None else
-                        Text("\n").join([counts, legend])))
+            parts = [counts_line(runs), options_legend(runs), failure_lines(runs)]
+            out.append((name, matrix(runs, latest),
+                        Text("\n").join([p for p in parts if p is not None])))
     return out
 
 

@@ -42,8 +42,8 @@ def prepare_results_root(results: str | Path | None = None, create: bool = True)
 def check_destination(db: str | None, results: str | Path | None) -> tuple[Path, str]:
     """(results root, database URL) of a command that writes runs, both checked before it
     writes anything: the root as in `prepare_results_root`, and the database opened once (and
-    created, with the schema). The root is created only when the database lives in it, so a
-    bad `--db` leaves no folder behind."""
+    created, with the schema). The root is created only when the database lives in it, and no
+    other folder is: a mistyped `--db` leaves nothing behind."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -58,7 +58,11 @@ def check_destination(db: str | None, results: str | Path | None) -> tuple[Path,
         except ArgumentError:
             path = None  # Store.open says what is wrong with the URL
         folder = Path(path).expanduser().parent if path and path != ":memory:" else None
-        if folder is not None and not folder.is_dir():
+        inside = folder is not None and (
+            folder.resolve() == root.resolve() or root.resolve() in folder.resolve().parents)
+        if inside:
+            root.mkdir(parents=True, exist_ok=True)
+        elif folder is not None and not folder.is_dir():
             # Store.open would create it: a mistyped --db must not leave folders behind.
             raise StoreError(f"cannot open the database {path}: the folder {folder} does "
                              "not exist")
