@@ -143,8 +143,17 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
     one resolved now (the code's defaults changed) is refused rather than silently mixed, except
     in how it executes (`C.EXECUTION_KEYS`: it goes on with its own values) and in keys its config
     lacks (they came with a newer blast, whose defaults do what it did before them)."""
-    cfg = spec.config()
     check_device(options.device)
+    cfg = prepare(spec, root, options.say)
+    return execute(spec, cfg, root, db, options, skip_done=True)
+
+
+def prepare(spec: RunSpec, root: Path, say: Callable[[str], None] = print) -> C.Config:
+    """The run's directory with its `run.json` and `config.yaml` (written once, atomically), and
+    the config it trains with. Everything that makes a run resumable by id is on disk after
+    this, before any process trains it: the scheduler calls it for every run it queues, so a
+    worker killed in its first second still leaves a run `blast resume` can take up."""
+    cfg = spec.config()
     directory = run_directory(root, spec.run_id)
     stored = directory / "config.yaml"
     if stored.exists():
@@ -160,14 +169,14 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
             )
         if changed:
             own = {k: before[k] for k in changed}
-            options.say(f"note: {spec.run_id} goes on with its own "
-                        + ", ".join(f"{k}={json.dumps(v)}" for k, v in own.items()))
+            say(f"note: {spec.run_id} goes on with its own "
+                + ", ".join(f"{k}={json.dumps(v)}" for k, v in own.items()))
             cfg = T.apply(cfg, own)
     else:
         directory.mkdir(parents=True, exist_ok=True)
         _write_atomic(directory / "run.json", json.dumps(spec.to_dict(), indent=2) + "\n")
         _write_atomic(stored, T.to_yaml(cfg))
-    return execute(spec, cfg, root, db, options, skip_done=True)
+    return cfg
 
 
 def load_spec(root: Path, run_id: str) -> tuple[RunSpec, C.Config]:

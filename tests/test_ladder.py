@@ -493,3 +493,24 @@ def test_status_says_why_each_failed_or_crashed_run_stopped(
         "why: ",
         "  minigrid.unmodified__dv2__tiny__s0  failed: ConfigError: rssm.stoch=-1 is out of range",
         "  minigrid.unmodified__dv2__tiny__s1  crashed: process exited with signal SIGKILL"]
+
+
+def test_every_run_the_scheduler_queues_is_resumable_by_id_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
+    # Ctrl-C can kill a worker before it writes anything: the queued run must still have its
+    # run.json and config.yaml, which `blast resume RUN` (and resume --all) start from.
+    from blast_core.runs import load_spec
+
+    results, url, _ = where(tmp_path)
+    results.mkdir()
+    store = Store.open(url)
+    specs = grid(ENVS, ["dv2", "bn"], [0], "tiny", "race", 300)
+    todo = plan(store, specs, results)
+    assert [job.run_id for job in todo.jobs] == [s.run_id for s in specs]
+    for spec in specs:
+        assert store.run(spec.run_id)["status"] == "queued"
+        loaded, cfg = load_spec(results, spec.run_id)
+        assert loaded == spec and cfg == spec.config()
+    again = plan(store, specs, results)  # a second plan finds the same files and keeps them
+    assert len(again.jobs) == len(specs)

@@ -98,6 +98,11 @@ def plan(store: Store, specs: Sequence[RunSpec], results: Path) -> Plan:
         elif state == "running":
             out.skipped[spec.run_id] = f"running on {row['host']} (pid {row['pid']})"
         else:
+            from blast_core.runs import prepare
+
+            # run.json and config.yaml before the row: a run the store knows is resumable by id
+            # even when its worker dies before it starts (Ctrl-C in the first second).
+            prepare(spec, results, say=lambda _: None)
             if row is None:
                 store.upsert_run(
                     spec.run_id, experiment=spec.experiment, env=spec.env, rung=spec.rung,
