@@ -20,17 +20,26 @@ from blast_core import config as C
 from blast_core import recipes
 from blast_core.errors import BlastError
 from blast_core.scheduling import (
+    PAPER_CPU_UPDATE_S,
     STALE_AFTER_S,
     Execution,
     Outcome,
+    cpu_days,
     grid,
+    paper_on_cpu,
     placement,
     resume_all,
     run_grid,
 )
 from blast_core.scheduling import status as S
 from blast_core.scheduling.crash import mark_crashed
-from blast_core.store import Store, check_destination, db_url, results_root
+from blast_core.store import (
+    Store,
+    check_destination,
+    db_url,
+    prepare_results_root,
+    results_root,
+)
 
 
 class Executor(StrEnum):
@@ -71,6 +80,22 @@ NoProgress = Annotated[bool, typer.Option("--no-progress", help="Event lines, no
 Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name.")]
 
 
+Yes = Annotated[bool, typer.Option(
+    "--yes", help="Run paper-size runs on CPU workers anyway (they take days each).")]
+
+
+def _confirm_paper_on_cpu(specs: list, ex: Execution, yes: bool) -> None:
+    """Paper-size runs headed for CPU workers need --yes: each takes days there."""
+    if yes or not paper_on_cpu(specs, ex):
+        return
+    paper = [s for s in specs if s.preset == "paper"]
+    days = sum(cpu_days(s.config()) for s in paper) / ex.placement.workers
+    raise BlastError(
+        f"{len(paper)} paper-size run(s) on {ex.placement.workers} CPU worker(s) and no GPU: "
+        f"about {days:.0f} days of wall time (~{PAPER_CPU_UPDATE_S:.0f} s per update on a core). "
+        "Give --preset cpu (about an hour a run), or --yes to run them on CPU anyway")
+
+
 def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
                per_gpu: int | None, workers: int | None, threads: int | None,
                max_retries: int, stale_after: float, no_progress: bool,
@@ -88,13 +113,13 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
             or any(n is not None and n < 1 for n in (opts.runs_per_job, opts.cpus_per_job))):
         raise BlastError("--time-min, --runs-per-job and --cpus-per-job must be >= 1, "
                          "--gpus-per-job >= 0")
-    root, url = check_destination(db, results)
+    root = prepare_results_root(results, create=False)
     gpus = ",".join(gpu_list) if gpu_list else None  # repeated, the values add up
     if executor != Executor.local:
         # A job's GPUs and cores are SLURM's (--gpus-per-job): look at none here.
         gpus, per_gpu = gpus or "none", per_gpu or 1
     place = placement(gpus, per_gpu, workers, threads)
-    return Execution(root, url, place, max_retries, stale_after, executor.value, opts,
+    return Execution(root, db_url(db, root), place, max_retries, stale_after, executor.value, opts,
                      live=False if no_progress else None,
                      mem_per_run=None if mem_per_run is None else round(mem_per_run * 1024))
 
@@ -130,6 +155,7 @@ def run_ladder(
     wait: Wait = False,
     stale_after: StaleAfter = STALE_AFTER_S,
     no_progress: NoProgress = False,
+    yes: Yes = False,
 ) -> None:
     """Run the grid env x rung x seed; done runs are skipped, unfinished ones resumed."""
     if seeds < 1:
@@ -139,7 +165,9 @@ def run_ladder(
     rung_ids = options.rung_list(rungs or list(C.LADDER_IDS))
     specs = grid(env, list(rung_ids), range(seeds), preset, experiment, steps, list(set_ or []))
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run)  # checks, then opens the database
+                    no_progress, executor, slurm, mem_per_run)
+    _confirm_paper_on_cpu(specs, ex, yes)
+    check_destination(db, results)  # the last check, and the first write: the database
     _finish(run_grid(specs, ex))
 
 
@@ -165,6 +193,7 @@ def run_recipe(
     wait: Wait = False,
     stale_after: StaleAfter = STALE_AFTER_S,
     no_progress: NoProgress = False,
+    yes: Yes = False,
 ) -> None:
     """Run every run a recipe names (checked in full before anything is written)."""
     slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
@@ -172,7 +201,9 @@ def run_recipe(
     loaded = recipes.load(recipe)
     specs = recipes.specs(loaded, experiment)
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run)  # checks, then opens the database
+                    no_progress, executor, slurm, mem_per_run)
+    _confirm_paper_on_cpu(specs, ex, yes)
+    check_destination(db, results)  # the last check, and the first write: the database
     _finish(run_grid(specs, ex, recipe=loaded.text))
 
 

@@ -50,6 +50,9 @@ CASES: dict[str, tuple[list[str], str]] = {
                               "is not a text (UTF-8 YAML) file"),
     "ladder with a bad video": (["run-ladder", "--env", "minigrid:video", *TINY, "--set",
                                  "env.video={text}", "--no-progress"], "cannot read video"),
+    "paper preset on cpu workers": (["run-ladder", "--env", ENVS[0], "--seeds", "2", "--workers",
+                                     "1", "--no-progress"],
+                                    "2 paper-size run(s) on 1 CPU worker(s) and no GPU: about"),
     "config show of a bad task": (["config", "show", "--env", "dmc:nope_nope"],
                                   "unknown env id 'dmc:nope_nope'"),
 }

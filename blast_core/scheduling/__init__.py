@@ -7,12 +7,22 @@ Each run is its own `blast run` process; see local.py for who writes what to the
 
 from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
 from blast_core.scheduling.jobs import Job, grid, plan, resumable
-from blast_core.scheduling.ladder import EXECUTORS, Execution, Outcome, resume_all, run_grid
+from blast_core.scheduling.ladder import (
+    EXECUTORS,
+    PAPER_CPU_UPDATE_S,
+    Execution,
+    Outcome,
+    cpu_days,
+    paper_on_cpu,
+    resume_all,
+    run_grid,
+)
 from blast_core.scheduling.local import Scheduler, blast_command
 from blast_core.scheduling.slots import Placement, Slot, placement, plan_slots, slot_env
 
 __all__ = [
     "EXECUTORS",
+    "PAPER_CPU_UPDATE_S",
     "STALE_AFTER_S",
     "Execution",
     "Job",
@@ -21,8 +31,10 @@ __all__ = [
     "Scheduler",
     "Slot",
     "blast_command",
+    "cpu_days",
     "grid",
     "mark_crashed",
+    "paper_on_cpu",
     "placement",
     "plan",
     "plan_slots",

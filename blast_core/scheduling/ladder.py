@@ -8,7 +8,7 @@ import collections
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from blast_core.errors import BlastError
 from blast_core.scheduling import disk, memory
@@ -24,6 +24,17 @@ if TYPE_CHECKING:
     from blast_core.slurm import SlurmOptions
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+PAPER_CPU_UPDATE_S = 10.0
+"""One paper-size update on one CPU core, roughly (docs/benchmarks.md: 8-18 s by rung)."""
+
+
+def cpu_days(cfg: Any) -> float:
+    """Rough days one run of `cfg` takes on one CPU core at PAPER_CPU_UPDATE_S per update."""
+    s = cfg.schedule
+    updates = max(0, s.steps - s.prefill) / s.train_every + s.pretrain
+    return updates * PAPER_CPU_UPDATE_S / 86400
+
+
 CPU_PAPER_NOTE = (
     "note: paper-size runs on CPU workers: one update takes ~8-18 s on a CPU core and a run "
     "makes 4e4 (MiniGrid) to 2e5 (DMC) of them, so each run takes days; on GPUs it is ~0.2-0.5 s. "
