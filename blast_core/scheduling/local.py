@@ -161,9 +161,15 @@ class Scheduler:
             self.store.set_status(run_id, "crashed", expect=["running"],
                                   error=f"crashed: process exited with {describe_exit(rc)}")
         elif rc != 0 and not ours and row.get("status") not in (None, "running"):
-            # It failed before starting the run (bad input, no GPU): keep its message.
-            self.store.set_status(run_id, "failed", error=_last_line(act.log_path),
-                                  expect=[row["status"]])
+            if self.stop_signal:
+                # Ctrl-C reached it before it started the run: nothing of it ran, and its
+                # run.json is on disk (jobs.plan), so `blast resume` takes it up.
+                self.store.set_status(run_id, "interrupted", expect=[row["status"]],
+                                      error="stopped before it started")
+            else:
+                # It failed before starting the run (bad input, no GPU): keep its message.
+                self.store.set_status(run_id, "failed", error=_last_line(act.log_path),
+                                      expect=[row["status"]])
         state = (self.store.run(run_id) or {}).get("status", "missing")
         self.view.event(f"{run_id}: {state} ({describe_exit(rc)})")
         retry = (state in RETRIED and not self.stop_signal
