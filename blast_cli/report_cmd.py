@@ -14,7 +14,7 @@ from rich.table import Table
 from blast_cli.options import rung_list
 from blast_cli.run_cmd import Db, Results
 from blast_core.errors import BlastError
-from blast_core.report import build
+from blast_core.report import LAST
 from blast_core.store import Store, db_url, prepare_results_root, results_root
 
 
@@ -69,7 +69,7 @@ def report(
     metric: Annotated[str, typer.Option("--metric", help="Evaluation metric.")] = "eval_score",
     last: Annotated[
         int, typer.Option("--last", help="Final score = mean of each run's last K evaluations.")
-    ] = build.ReportOptions.last,
+    ] = LAST,
     bin_: Annotated[
         float | None,
         typer.Option("--bin", help="Curve bin width in env frames (default: auto)."),
@@ -106,6 +106,8 @@ def report(
     db: Db = None,
 ) -> None:
     """Draw a paper figure (PNG + PDF + CSV of the numbers drawn) or the ladder statistics."""
+    from blast_core.report import build  # matplotlib and pandas: only when a report is drawn
+
     if (figure is None) == (not stats):
         raise BlastError("give exactly one of --figure N or --stats")
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from blast_core.config import LADDER_IDS, RUNG_IDS
 from blast_core.errors import BlastError, ConfigError
-from blast_core.report import figures, frames, gather, stats
+from blast_core.report import LAST, figures, frames, gather, stats
 
 FIGURES = (2, 3, 4, 5, 6, 7, 8)
 FAMILY_NAMES = frames.FAMILY_NAMES
@@ -42,7 +42,7 @@ class ReportOptions:
     """The experiment whose runs are drawn."""
     metric: str = "eval_score"
     """The evaluation metric of bars, curves and statistics."""
-    last: int = 3
+    last: int = LAST
     """Final score = mean of each run's last `last` evaluations."""
     bin: float | None = None
     """Curve bin width in env frames; None picks one (`frames.auto_bin_width`)."""
