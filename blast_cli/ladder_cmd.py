@@ -33,6 +33,7 @@ from blast_core.scheduling import (
 )
 from blast_core.scheduling import status as S
 from blast_core.scheduling.crash import mark_crashed
+from blast_core.scheduling.ladder import check_executor
 from blast_core.store import (
     Store,
     check_destination,
@@ -167,6 +168,7 @@ def run_ladder(
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
                     no_progress, executor, slurm, mem_per_run)
     _confirm_paper_on_cpu(specs, ex, yes)
+    check_executor(ex)
     check_destination(db, results)  # the last check, and the first write: the database
     _finish(run_grid(specs, ex))
 
@@ -203,6 +205,7 @@ def run_recipe(
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
                     no_progress, executor, slurm, mem_per_run)
     _confirm_paper_on_cpu(specs, ex, yes)
+    check_executor(ex)
     check_destination(db, results)  # the last check, and the first write: the database
     _finish(run_grid(specs, ex, recipe=loaded.text))
 

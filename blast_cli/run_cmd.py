@@ -142,6 +142,7 @@ def run(
     from blast_core import runs
 
     spec = runs.RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
+    runs.check_device(device)
     root, url = check_destination(db, results)
     status = runs.start(spec, root, url,
                         _options(device, deterministic, threads, no_progress, spec.name))
@@ -161,7 +162,7 @@ def resume(
     """Continue runs from their last checkpoints, one after another, with their stored configs."""
     from blast_core import runs
 
-    root = prepare_results_root(results)
+    root = prepare_results_root(results, create=False)  # a run to resume is already there
     worst = 0
     for run_id in run_ids:
         opts = _options(device, deterministic, threads, no_progress, run_id.split("/")[-1])
