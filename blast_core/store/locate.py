@@ -44,6 +44,7 @@ def check_destination(db: str | None, results: str | Path | None) -> tuple[Path,
     writes anything: the root as in `prepare_results_root`, and the database opened once (and
     created, with the schema). The root is created only when the database lives in it, and no
     other folder is: a mistyped `--db` leaves nothing behind."""
+    # Here, not at the top: the rest of this module is read by commands that never open one.
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
