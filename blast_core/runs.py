@@ -47,7 +47,10 @@ from blast_core.train import (
 )
 
 _EXPERIMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+"""Signals that make a run checkpoint and stop. SLURM signals every process of a job step, so
+a run gets the preemption warning (USR2, `--signal`) and a requeue's or cancel's SIGTERM itself,
+beside the job's scheduler that would otherwise forward them."""
 
 
 class RunError(BlastError):

@@ -2,17 +2,28 @@
 
 Runs are packed into jobs (`runs_per_job`, default: as many as the job holds at once, i.e.
 GPUs per job x runs per GPU). Each job runs the local scheduler inside its allocation, so the
-device pinning, retries and crash handling are the ones of `blast run-ladder`. On preemption or
-timeout SLURM signals the job (USR2, `signal_delay_s` before the end); submitit then calls
-`RunPack.checkpoint`, which stops every run (each writes a checkpoint and marks itself
-interrupted) and requeues the same pack, whose runs resume from their checkpoints. Runs on many
+device pinning, retries and crash handling are the ones of `blast run-ladder`. Runs on many
 hosts need a shared database: PostgreSQL (`--db postgresql+psycopg://...`).
+
+How a job ends early (tests/test_slurm.py drives each through a real SLURM):
+- preemption or time limit: SLURM sends USR2 `signal_delay_s` before the end (`--signal`);
+  submitit calls `RunPack.checkpoint`, which stops every run (each writes a checkpoint and marks
+  itself interrupted) and requeues the same pack, whose runs resume from their checkpoints;
+- `scontrol requeue`, PreemptMode=REQUEUE, `scancel`: SIGTERM, which submitit ignores but the
+  pack's scheduler and the runs themselves take as a stop: every run checkpoints and is
+  interrupted; a requeued job resumes them, a cancelled one leaves them to `blast resume`;
+- the job's process killed outright: its runs get SIGTERM from the kernel (parent-death signal)
+  and stop the same way, never running on outside the job's allocation;
+- the node lost: runs left `running` are found dead (lock or heartbeat) and marked crashed by
+  `blast status` or the requeued job, and resume from their last checkpoint.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +71,15 @@ def pack_placement(opts: SlurmOptions, per_gpu: int, size: int) -> Placement:
     return Placement(workers=size)
 
 
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as squeue names it (`<array job>_<task>` in an array), or None
+    outside SLURM."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
 class RunPack:
     """One job of the array: runs `jobs` with the local scheduler; checkpointable by submitit."""
 
@@ -74,6 +94,8 @@ class RunPack:
 
     def __call__(self) -> dict[str, str]:
         store = Store.open(self.db)
+        if slurm_job_id():
+            store.set_slurm_job([job.run_id for job in self.jobs], slurm_job_id())
         for job in self.jobs:
             # This pack alone owns its runs: one left `running` is from this job's previous
             # incarnation (killed before it could checkpoint), so resume it.
@@ -83,6 +105,9 @@ class RunPack:
         self._scheduler = Scheduler(
             store, self.jobs, plan_slots(self.placement, self.cpus), Path(self.results),
             blast_command(Path(self.results), self.db), self.max_retries,
+            # A run must not outlive its job's allocation (the job's process killed outright):
+            # it checkpoints and stops, resumable by the requeued job or `blast resume`.
+            orphan_signal=signal.SIGTERM,
         )
         return self._scheduler.run()
 

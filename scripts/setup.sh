@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Set up a fresh machine for blast: Debian packages for headless MuJoCo rendering (EGL and OSMesa)
-# and PostgreSQL (the team database, used by the tests), then a virtual environment in .venv with
+# Set up a fresh machine for blast: Debian packages for headless MuJoCo rendering (EGL and OSMesa),
+# PostgreSQL (the team database, used by the tests) and a one-node SLURM (scripts/slurm-local.sh
+# starts it; the tests submit to it), then a virtual environment in .venv with
 # the CPU build of torch first so pip never pulls a multi-GB CUDA build.
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6 postgresql; do
+# munge ... slurm-client: the one-node SLURM of scripts/slurm-local.sh (tests/test_slurm.py).
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6 postgresql \
+           munge mariadb-server slurmctld slurmd slurmdbd slurm-client; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,8 +1,12 @@
-"""Shared fixtures: a real PostgreSQL server for the tests that need one.
+"""Shared fixtures: a real PostgreSQL server and a real one-node SLURM cluster.
 
 The server is Debian's postgresql package (installed by scripts/setup.sh), started once per test
 session in a temporary directory on 127.0.0.1 with trust authentication, and stopped at the end.
 PostgreSQL refuses to run as root, so under root it runs as the `postgres` system user.
+
+The cluster is `scripts/slurm-local.sh` (munged, MariaDB, slurmdbd, slurmctld, slurmd on this
+machine), started once per test session when it is not up already and stopped at the end only if
+this session started it.
 """
 
 from __future__ import annotations
@@ -100,3 +104,22 @@ def postgres_server() -> Iterator[PostgresServer]:
 def pg_url(postgres_server: PostgresServer) -> str:
     """A URL to a fresh, empty PostgreSQL database on the session's server."""
     return postgres_server.create_database()
+
+
+SLURM_LOCAL = Path(__file__).resolve().parents[1] / "scripts" / "slurm-local.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[None]:
+    """A one-node SLURM with accounting on localhost, for `--executor slurm`."""
+    up = subprocess.run([SLURM_LOCAL, "status"], capture_output=True).returncode == 0
+    if not up:
+        started = subprocess.run([SLURM_LOCAL, "start"], capture_output=True, text=True,
+                                 timeout=900)
+        if started.returncode != 0:
+            pytest.fail(f"scripts/slurm-local.sh start failed:\n{started.stdout}{started.stderr}")
+    try:
+        yield
+    finally:
+        if not up:
+            subprocess.run([SLURM_LOCAL, "stop"], capture_output=True, timeout=300)

@@ -109,9 +109,29 @@ def failure_lines(runs: list[dict[str, Any]], width: int = 160) -> Text | None:
     return text
 
 
+def slurm_lines(runs: list[dict[str, Any]]) -> Text | None:
+    """The SLURM job that last ran each run, one line per job (None when no run went to SLURM):
+    what to give squeue, sacct or scancel."""
+    jobs: dict[str, list[str]] = {}
+    for run in runs:
+        if run.get("slurm_job"):
+            jobs.setdefault(run["slurm_job"], []).append(run["name"])
+    if not jobs:
+        return None
+    text = Text("slurm jobs: ", style="bold")
+    for job, names in sorted(jobs.items(), key=lambda kv: _job_order(kv[0])):
+        text.append(f"\n  {job}  ").append(" ".join(names))
+    return text
+
+
+def _job_order(job: str) -> tuple[int, int]:
+    head, _, task = job.partition("_")
+    return (int(head) if head.isdigit() else 0, int(task) if task.isdigit() else 0)
+
+
 def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str, Table, Text]]:
-    """(experiment, its matrix, its counts line, the options legend and why runs failed) for
-    one or every experiment."""
+    """(experiment, its matrix, its counts line, the options legend, why runs failed and their
+    SLURM jobs) for one or every experiment."""
     names = [e["name"] for e in store.experiments()]
     if experiment is not None and experiment not in names:
         raise BlastError(f"unknown experiment {experiment!r}; known: {', '.join(names) or 'none'}")
@@ -120,7 +140,8 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
         runs = store.runs(name)
         if runs:
             latest = store.latest_metrics([SCORE], experiment=name)
-            parts = [counts_line(runs), options_legend(runs), failure_lines(runs)]
+            parts = [counts_line(runs), options_legend(runs), failure_lines(runs),
+                     slurm_lines(runs)]
             out.append((name, matrix(runs, latest),
                         Text("\n").join([p for p in parts if p is not None])))
     return out

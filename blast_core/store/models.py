@@ -103,6 +103,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     launches: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Processes a scheduler started for this run (retries included); `blast run` by hand: 0."""
+    slurm_job: Mapped[str | None] = mapped_column(String(64))
+    """The SLURM job that last ran it (`<array job>_<task>`, as squeue shows it); None off SLURM."""
 
 
 class Metric(Base):

@@ -256,6 +256,12 @@ class Store:
             update(Run).where(Run.id == run_id).values(launches=Run.launches + 1)
         ))
 
+    def set_slurm_job(self, run_ids: Sequence[str], job: str) -> None:
+        """Record the SLURM job that runs these runs now (a pack's job sets it when it starts)."""
+        self._tx(lambda c: c.execute(
+            update(Run).where(Run.id.in_(list(run_ids))).values(slurm_job=job)
+        ))
+
     def add_checkpoint(self, run_id: str, step: int, path: str) -> None:
         """Record a checkpoint file written at agent step `step`."""
         self._tx(lambda c: c.execute(
