@@ -360,7 +360,6 @@ def test_a_bad_recipe_is_one_line_and_writes_nothing(
     (["--rungs", "dv2,nope"], "unknown rung"),
     (["--seeds", "0"], "--seeds"),
     (["--set", "rssm.stoch"], "key=value"),
-    (["--executor", "slurm", "--gpus-per-job", "1"], "sbatch"),
     # click would keep the last one without a word: 3 seeds, not the 2 asked for first
     (["--seeds", "2", "--seeds=3"], "--seeds is given twice (2, then 3)"),
 ])
@@ -372,6 +371,18 @@ def test_bad_options_are_one_line_and_leave_no_database(
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
+    assert not (results / "blast.db").exists()
+
+
+def test_slurm_without_sbatch_is_one_line_and_leaves_no_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without SLURM's commands
+    results, url, loc = where(tmp_path)
+    code, _, err = blast_here(capsys, "run-ladder", "--env", ENVS[0], *TINY, "--executor",
+                              "slurm", "--gpus-per-job", "1", *loc)
+    assert code == 2, err
+    assert err == "error: --executor slurm: no sbatch on this machine (submit from a login node)\n"
     assert not (results / "blast.db").exists()
 
 
