@@ -15,6 +15,7 @@ from blast_core.config import RSSMConfig, make_config
 from blast_core.perf import fast_path, plain_path
 from blast_core.rssm import RSSM
 from tests.agent_helpers import make_batch
+from tests.ladder_helpers import blast_here
 
 torch.set_num_threads(1)
 MINIGRID = ("minigrid:unmodified", ActSpace(True, 3))
@@ -190,13 +191,18 @@ def test_bench_writes_the_documented_json_and_compares_to_a_baseline(tmp_path):
     (["--set", "rssm.ar_steps=3"], "must be >= 1 and divide rssm.stoch"),
     (["--set", "rssm.nope=1"], "rssm.nope"),
 ])
-def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+def test_bench_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message, capsys,
+                                                        monkeypatch):
+    # In this process (no interpreter start-up per case): each fails before timing anything.
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench.json"
-    run = bench(*args, "--json", str(out), cwd=tmp_path)
-    assert run.returncode == 2
-    assert run.stderr.strip() == f"error: {run.stderr.strip()[7:]}"
-    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1
-    assert not out.exists()
+    preset = [] if "--preset" in args else ["--preset", "tiny"]
+    code, _, err = blast_here(capsys, "bench", *preset, "--reps", "1", "--warmup", "0",
+                              *args, "--json", str(out))
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_bench_set_times_a_config_variant(tmp_path):
