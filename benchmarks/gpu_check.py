@@ -2,10 +2,10 @@
 
     python3 benchmarks/gpu_check.py OUT_DIR [--reps 5] [--warmup 2]
 
-Needs only torch (and numpy, pyyaml) from the machine: it imports blast_core.bench, not the CLI,
-so a GPU image without blast's other dependencies runs it from a checkout. Cells run from the
-most to the least important; OUT_DIR/gpu_check.json ({cell: bench JSON}) is rewritten as each
-ends, so a run cut off by a time limit keeps what it measured. The last lines are a table.
+Needs only torch (and numpy, pyyaml) from the machine: it imports blast_core.bench.models, not
+the CLI, so a GPU image without blast's other dependencies runs it from a checkout. Cells run
+from the most to the least important; OUT_DIR/gpu_check.json ({cell: bench JSON}) is rewritten as
+each ends, so a run cut off by a time limit keeps what it measured. The last lines are a table.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blast_core.bench import bench_models  # noqa: E402
+from blast_core.bench.models import bench_models  # noqa: E402
 
 MADE = {"rssm.ar_net": "made"}
 # (cell, family, rungs, overrides, precision, fp32 matmul precision, path)

@@ -15,8 +15,8 @@
 4. Stage `behavior`: whole updates with the behaviour step graphed as well
    (`BLAST_GRAPH_BEHAVIOR=1`) against eager updates, checked as in 3, for REINFORCE (MiniGrid)
    and dynamics gradients (DMC).
-5. Cost: `blast_core.bench` cells (paper MiniGrid and DMC), eager, graphs, and graphs with the
-   whole behaviour step, in one process; OUT_DIR/gpu_graphs.json.
+5. Cost: `blast_core.bench.models` cells (paper MiniGrid and DMC), eager, graphs, and graphs with
+   the whole behaviour step, in one process; OUT_DIR/gpu_graphs.json.
 CI has no GPU, so this script is the check of the CUDA-only path. Torch-only imports.
 """
 
@@ -34,10 +34,12 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blast_core import dists  # noqa: E402
-from blast_core.agent import Agent  # noqa: E402
-from blast_core.behavior import frozen  # noqa: E402
-from blast_core.bench import FAMILY_ENVS, bench_models, synthetic_batch  # noqa: E402
+from blast_core.agent import (
+    Agent,  # noqa: E402
+    dists,  # noqa: E402
+)
+from blast_core.agent.behavior import frozen  # noqa: E402
+from blast_core.bench.models import FAMILY_ENVS, bench_models, synthetic_batch  # noqa: E402
 from blast_core.config import make_config  # noqa: E402
 
 # CHECK_DEVICE=cpu runs the stages' code on a CPU, where nothing is graphed: a dry run of this

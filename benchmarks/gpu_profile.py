@@ -19,8 +19,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from blast_core.agent import Agent  # noqa: E402
-from blast_core.behavior import frozen  # noqa: E402
-from blast_core.bench import FAMILY_ENVS, synthetic_batch  # noqa: E402
+from blast_core.agent.behavior import frozen  # noqa: E402
+from blast_core.bench.models import FAMILY_ENVS, synthetic_batch  # noqa: E402
 from blast_core.config import make_config  # noqa: E402
 
 

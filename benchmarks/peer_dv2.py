@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from blast_core.config import make_config
-from blast_core.config_tree import parse_overrides
+from blast_core.config.tree import parse_overrides
 from blast_core.envs import make
 
 ENV = "minigrid:unmodified"
@@ -216,7 +216,7 @@ class BlastSide:
 
     def __init__(self, cfg: Any, seed: int) -> None:
         from blast_core.agent import Agent
-        from blast_core.behavior import ActSpace
+        from blast_core.agent.behavior import ActSpace
 
         torch.manual_seed(seed)
         self.cfg = cfg
@@ -227,8 +227,8 @@ class BlastSide:
 
     @torch.no_grad()
     def measure(self, w: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from blast_core.dists import kl_onehot
-        from blast_core.nets import preprocess
+        from blast_core.agent.dists import kl_onehot
+        from blast_core.agent.nets import preprocess
 
         wm = self.agent.wm
         wm.eval()
@@ -280,7 +280,7 @@ class SheeprlSide:
 
     @torch.no_grad()
     def measure(self, w: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from blast_core.dists import kl_onehot
+        from blast_core.agent.dists import kl_onehot
 
         c = self.cfg.algo.world_model
         data = to_sheeprl(w, False)
@@ -443,8 +443,8 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     from blast_core import config as C
-    from blast_core import config_tree as T
-    from blast_core.checkpoint import Checkpoints
+    from blast_core.config import tree as T
+    from blast_core.run.checkpoint import Checkpoints
 
     torch.set_num_threads(args.threads)
     path = Path(args.checkpoint)

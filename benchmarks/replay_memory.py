@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blast_core.train import proc_status_mib  # noqa: E402
+from blast_core.run.loop import proc_status_mib  # noqa: E402
 
 
 def rendered_episode(steps: int = 500) -> dict[str, np.ndarray]:
@@ -42,7 +42,7 @@ def rendered_episode(steps: int = 500) -> dict[str, np.ndarray]:
 
 def measure(mmap: bool, steps: int) -> dict:
     from blast_core.config import ReplayConfig
-    from blast_core.replay import Replay
+    from blast_core.run.replay import Replay
 
     base = rendered_episode()
     with tempfile.TemporaryDirectory() as folder:

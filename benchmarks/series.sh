@@ -16,7 +16,7 @@ root=$(git rev-parse --show-toplevel)
 py="$root/.venv/bin/python"
 bench=(bench --preset "${PRESET:-paper}" --threads 1 --clock cpu --reps "${REPS:-3}"
        --warmup "${WARMUP:-2}")
-# blast's own allocator settings (blast_core.perf.keep_freed_memory), for the sheeprl rerun.
+# blast's own allocator settings (blast_core.agent.perf.keep_freed_memory), for the sheeprl rerun.
 keep="glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=2147483647"
 mkdir -p "$out"
 tree=$(mktemp -d)

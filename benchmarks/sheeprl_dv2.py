@@ -30,7 +30,7 @@ from sheeprl.algos.dreamer_v2.dreamer_v2 import train
 from sheeprl.algos.dreamer_v2.utils import build_optimizer
 from sheeprl.utils.utils import dotdict
 
-# blast's paper sizes per family (blast_core/config.py FAMILY): RSSM width, latents, actions.
+# blast's paper sizes per family (blast_core/config/schema.py FAMILY): RSSM width, latents, actions.
 SIZES = {
     "minigrid": {"rssm": 600, "stoch": 16, "discrete": 64, "actions": 3, "continuous": False,
                  "lr": 4e-4, "ent": 0.1},

@@ -22,7 +22,7 @@ blast_job() {  # family rung
   "$PY_BLAST" -c "
 import json, sys, torch
 torch.set_num_threads(2)
-from blast_core.bench import bench_models
+from blast_core.bench.models import bench_models
 doc = bench_models('$PRESET', '$1', ['$2'], 'cpu', reps=$REPS, warmup=1, path='both')
 json.dump(doc, open('$RESULTS/blast_$1_$2.json', 'w'), indent=1)
 "

@@ -1,5 +1,5 @@
 """`blast bench`: throughput measurements. Without `--envs` it times one update of the agent and
-its parts per rung (blast_core.bench); `--envs` times the environments (rendering included).
+its parts per rung (blast_core.bench.models); `--envs` times the environments (rendering included).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
 def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, warmup: int,
                   path: str, device: str | None, threads: int | None, precision: str,
                   clock: str, set_: list[str]) -> dict[str, Any]:
-    from blast_core import config_tree as T
-    from blast_core.bench import bench_models
+    from blast_core.bench.models import bench_models
+    from blast_core.config import tree as T
 
     if threads is not None:
         if threads < 1:
@@ -50,7 +50,7 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
 
 
 def _print_baseline(doc: dict[str, Any], path: Path) -> None:
-    from blast_core.bench import METRICS, compare
+    from blast_core.bench.models import METRICS, compare
 
     try:
         baseline = json.loads(path.read_text())
@@ -138,7 +138,7 @@ def bench(
     if run:
         if envs or models:
             raise BlastError("--run times one whole run: not with --envs or --models")
-        from blast_core.bench_run import bench_run
+        from blast_core.bench.run import bench_run
 
         if len(env or []) > 1 or len(rung or []) > 1:
             raise BlastError("--run times one run: give at most one --env and one --rung")

@@ -9,7 +9,7 @@ import yaml
 
 from blast_cli import options
 from blast_core import config as C
-from blast_core import config_tree as T
+from blast_core.config import tree as T
 
 app = typer.Typer(
     help="Show resolved configs and the differences between rungs.", no_args_is_help=True

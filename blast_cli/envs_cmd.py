@@ -9,7 +9,7 @@ import typer
 
 from blast_cli import options
 from blast_core import config as C
-from blast_core import config_tree as T
+from blast_core.config import tree as T
 
 # blast_core.envs (minigrid, gymnasium) is imported inside the commands: ~0.7 s that the other
 # commands of `blast` should not pay at start-up.

@@ -17,7 +17,6 @@ from rich.console import Console
 
 from blast_cli import options, run_cmd
 from blast_core import config as C
-from blast_core import recipes
 from blast_core.errors import BlastError
 from blast_core.scheduling import (
     PAPER_CPU_UPDATE_S,
@@ -28,6 +27,7 @@ from blast_core.scheduling import (
     grid,
     paper_on_cpu,
     placement,
+    recipes,
     resume_all,
     run_grid,
 )
@@ -103,7 +103,7 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
                executor: Executor = Executor.local, slurm: dict | None = None,
                mem_per_run: float | None = None) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
-    from blast_core.slurm import SlurmOptions
+    from blast_core.scheduling.execution import SlurmOptions
 
     if max_retries < 0:
         raise BlastError(f"--max-retries must be >= 0, got {max_retries}")

@@ -28,7 +28,7 @@ from blast_cli import options
 from blast_core.store import check_destination, db_url, prepare_results_root
 
 if TYPE_CHECKING:
-    from blast_core import runs
+    from blast_core.run import spec as runs
 
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
 
@@ -111,7 +111,9 @@ class PlainProgress:
 
 def _options(device: str, deterministic: bool, threads: int | None, no_progress: bool,
              label: str) -> runs.Options:
-    from blast_core import runs  # torch: imported only when a run starts, not for `blast --help`
+    from blast_core.run import (
+        spec as runs,  # torch: imported only when a run starts, not for `blast --help`
+    )
 
     if no_progress:
         factory = None
@@ -139,7 +141,7 @@ def run(
     no_progress: NoProgressBar = False,
 ) -> None:
     """Train one run; running the same command again resumes it from its last checkpoint."""
-    from blast_core import runs
+    from blast_core.run import spec as runs
 
     spec = runs.RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
     runs.check_device(device)
@@ -160,7 +162,7 @@ def resume(
     no_progress: NoProgressBar = False,
 ) -> None:
     """Continue runs from their last checkpoints, one after another, with their stored configs."""
-    from blast_core import runs
+    from blast_core.run import spec as runs
 
     root = prepare_results_root(results, create=False)  # a run to resume is already there
     worst = 0

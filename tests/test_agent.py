@@ -8,11 +8,10 @@ import types
 import pytest
 import torch
 
-from blast_core import graphs
-from blast_core.agent import ActSpace, Agent
+from blast_core.agent import ActSpace, Agent, graphs
+from blast_core.agent.rssm import RSSM
 from blast_core.config import RUNG_IDS, RSSMConfig, make_config
 from blast_core.errors import ConfigError
-from blast_core.rssm import RSSM
 from tests.agent_helpers import make_batch
 
 torch.set_num_threads(1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from blast_core.checkpoint import CheckpointError, Checkpoints, rng_state, set_rng_state
+from blast_core.run.checkpoint import CheckpointError, Checkpoints, rng_state, set_rng_state
 
 
 def state(value: float) -> dict:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from blast_core import config as C
-from blast_core import config_tree as T
+from blast_core.config import tree as T
 
 ENVS = ["minigrid:unmodified", "dmc:walker_run"]
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from blast_core.agent import ActSpace, Agent
+from blast_core.agent.perf import fast_path, plain_path
+from blast_core.agent.rssm import RSSM
 from blast_core.config import RSSMConfig, make_config
-from blast_core.perf import fast_path, plain_path
-from blast_core.rssm import RSSM
 from tests.agent_helpers import make_batch
 from tests.ladder_helpers import blast_here
 
@@ -222,7 +222,7 @@ def test_bench_set_times_a_config_variant(tmp_path):
 
 @pytest.mark.parametrize("kernel", [5, 6])
 def test_subpixel_transposed_conv_matches_torch(kernel):
-    from blast_core.nets import _SubPixelConvT
+    from blast_core.agent.nets import _SubPixelConvT
 
     torch.manual_seed(0)
     x = torch.randn(4, 6, 7, 7, requires_grad=True)
@@ -242,7 +242,7 @@ def test_subpixel_transposed_conv_matches_torch(kernel):
 
 
 def test_freed_memory_is_kept_on_glibc_unless_turned_off(monkeypatch):
-    from blast_core.perf import keep_freed_memory
+    from blast_core.agent.perf import keep_freed_memory
 
     assert keep_freed_memory() is sys.platform.startswith("linux")  # glibc's mallopt
     monkeypatch.setenv("BLAST_KEEP_FREED_MEMORY", "0")
@@ -251,8 +251,8 @@ def test_freed_memory_is_kept_on_glibc_unless_turned_off(monkeypatch):
 
 @pytest.mark.parametrize("needs_z_grad", [False, True], ids=["no_z_grad", "z_grad"])
 def test_onehot_linear_is_the_dense_layer_on_feat(needs_z_grad):
-    from blast_core.dists import OneHot
-    from blast_core.nets import onehot_linear
+    from blast_core.agent.dists import OneHot
+    from blast_core.agent.nets import onehot_linear
 
     torch.manual_seed(0)
     groups, classes, deter = 4, 5, 3
@@ -275,7 +275,7 @@ def test_onehot_linear_is_the_dense_layer_on_feat(needs_z_grad):
 
 
 def test_onehot_gathers_only_on_the_fast_fp32_cpu_path():
-    from blast_core.nets import gather_ok
+    from blast_core.agent.nets import gather_ok
 
     x = torch.zeros(2, 3)
     assert gather_ok(x)
@@ -309,8 +309,8 @@ def test_bench_run_refuses_two_runs_at_once(tmp_path):
 
 
 def test_onehot_index_is_argmax_and_gather_of_straight_through_samples():
-    from blast_core.dists import OneHot
-    from blast_core.nets import onehot_index
+    from blast_core.agent.dists import OneHot
+    from blast_core.agent.nets import onehot_index
 
     torch.manual_seed(0)
     logits = (torch.randn(512, 16, 32) * 3).requires_grad_(True)

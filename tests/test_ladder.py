@@ -35,9 +35,8 @@ from ladder_helpers import (
 from rich.console import Console
 from sqlalchemy import update
 
-from blast_core import recipes
 from blast_core.errors import BlastError
-from blast_core.runs import RunSpec
+from blast_core.run.spec import RunSpec
 from blast_core.scheduling import (
     Job,
     Placement,
@@ -45,11 +44,13 @@ from blast_core.scheduling import (
     mark_crashed,
     placement,
     plan_slots,
+    recipes,
     slot_env,
 )
 from blast_core.scheduling import status as S
+from blast_core.scheduling.execution import Execution
 from blast_core.scheduling.jobs import grid, plan
-from blast_core.scheduling.ladder import Execution, paper_on_cpu
+from blast_core.scheduling.ladder import paper_on_cpu
 from blast_core.scheduling.slots import describe, unseen, visible_gpus
 from blast_core.store import Store
 from blast_core.store.models import Run
@@ -417,7 +418,7 @@ def test_submitit_local_executor_takes_a_tiny_run_to_done(tmp_path: Path) -> Non
 def test_a_preempted_submitit_job_is_requeued_and_its_run_resumes(tmp_path: Path) -> None:
     import submitit
 
-    from blast_core.slurm import RunPack
+    from blast_core.scheduling.slurm import RunPack
 
     results, url, _ = where(tmp_path)
     (spec,) = grid([ENVS[0]], ["dv2"], [0], "tiny", "pre", 300,
@@ -512,7 +513,7 @@ def test_every_run_the_scheduler_queues_is_resumable_by_id_before_any_worker_sta
 ) -> None:
     # Ctrl-C can kill a worker before it writes anything: the queued run must still have its
     # run.json and config.yaml, which `blast resume RUN` (and resume --all) start from.
-    from blast_core.runs import load_spec
+    from blast_core.run.spec import load_spec
 
     results, url, _ = where(tmp_path)
     results.mkdir()

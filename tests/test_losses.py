@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from blast_core.dists import OneHot, TruncNormal, kl_onehot, normal_nll
-from blast_core.losses import (
+from blast_core.agent.dists import OneHot, TruncNormal, kl_onehot, normal_nll
+from blast_core.agent.losses import (
     actor_loss,
     critic_loss,
     imagination_weight,

@@ -9,11 +9,12 @@ import pytest
 from ladder_helpers import ENVS, TINY, blast
 
 from blast_core import config as C
-from blast_core import config_tree as T
+from blast_core.config import tree as T
 from blast_core.scheduling import Execution, Placement, placement
 from blast_core.scheduling import disk as D
 from blast_core.scheduling import memory as M
-from blast_core.slurm import SlurmOptions, job_mem_mib
+from blast_core.scheduling.execution import SlurmOptions
+from blast_core.scheduling.slurm import job_mem_mib
 from blast_core.store import Store
 
 
@@ -56,7 +57,7 @@ def test_weights_estimate_is_the_size_of_a_saved_agent(tmp_path: Path, env: str)
     import torch
 
     from blast_core.agent import Agent
-    from blast_core.bench import FAMILY_ENVS, synthetic_batch
+    from blast_core.bench.models import FAMILY_ENVS, synthetic_batch
 
     cfg = C.make_config(env, "ar_prior", "tiny")
     act = FAMILY_ENVS[cfg.env.family][1]

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from blast_core.agent.optim import Optimizer
 from blast_core.config import OptConfig
-from blast_core.optim import Optimizer
 
 
 def naive_steps(params, grads_per_step, lr, eps, clip, wd, b1=0.9, b2=0.999):

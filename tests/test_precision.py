@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from blast_core.agent import ActSpace, Agent
+from blast_core.agent.perf import autocast
 from blast_core.config import ConfigError, make_config
-from blast_core.perf import autocast
 from tests.agent_helpers import make_batch
 
 torch.set_num_threads(1)

@@ -9,7 +9,7 @@ import pytest
 
 from blast_core.config import ReplayConfig
 from blast_core.errors import BlastError
-from blast_core.replay import EpisodeBuffer, Replay, max_map_count, memmap_member, window_start
+from blast_core.run.replay import EpisodeBuffer, Replay, max_map_count, memmap_member, window_start
 
 
 def make_episode(steps: int, marker: int = 0, actions: int = 3) -> dict[str, np.ndarray]:

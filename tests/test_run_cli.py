@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from blast_core.checkpoint import Checkpoints
+from blast_core.run.checkpoint import Checkpoints
+from blast_core.run.loop import SPEED_METRICS
 from blast_core.store import Store
-from blast_core.train import SPEED_METRICS
 
 MINIGRID = ["--env", "minigrid:unmodified", "--rung", "ar_prior", "--seed", "0", "--preset", "tiny"]
 RUN_ID = "default/minigrid.unmodified__ar_prior__tiny__s0"
@@ -64,7 +64,7 @@ def metric_rows(root: Path, run_id: str):
 
 def run_id_with_steps(steps: int) -> str:
     """The id `blast run ... --steps N` gives the tiny MiniGrid run (asked of the library)."""
-    from blast_core.runs import RunSpec
+    from blast_core.run.spec import RunSpec
 
     return RunSpec.make("minigrid:unmodified", "ar_prior", 0, "tiny", [], steps).run_id
 
@@ -267,7 +267,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
 
 
 def test_run_identity():
-    from blast_core.runs import RunSpec
+    from blast_core.run.spec import RunSpec
 
     spec = RunSpec.make("minigrid:unmodified", "ar_prior", 3, "cpu")
     assert spec.run_id == "default/minigrid.unmodified__ar_prior__cpu__s3"

@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from blast_core import config as C
-from blast_core import config_tree as T
 from blast_core import envs
 from blast_core.agent import Agent
-from blast_core.checkpoint import Checkpoints
-from blast_core.store import Store
-from blast_core.train import (
+from blast_core.config import tree as T
+from blast_core.run.checkpoint import Checkpoints
+from blast_core.run.loop import (
     SPEED_METRICS,
     Driver,
     Interrupted,
@@ -28,6 +27,7 @@ from blast_core.train import (
     proc_status_mib,
     train,
 )
+from blast_core.store import Store
 
 ENV = "minigrid:unmodified"
 LOSSES = ("model_loss", "kl", "image_loss", "reward_loss", "actor_loss", "critic_loss")

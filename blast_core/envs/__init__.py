@@ -15,7 +15,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from blast_core.config import ConfigError, EnvConfig, make_config
-from blast_core.envs.ids import DMC_PAPER_IDS, ENV_IDS, MINIGRID_IDS, VARIANTS
+from blast_core.config.ids import DMC_PAPER_IDS, ENV_IDS, MINIGRID_IDS, VARIANTS
 
 __all__ = [
     "DMC_PAPER_IDS",

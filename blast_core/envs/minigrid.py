@@ -17,8 +17,8 @@ import numpy as np
 from minigrid.envs import DynamicObstaclesEnv
 
 from blast_core.config import EnvConfig
+from blast_core.config.ids import VARIANTS
 from blast_core.envs.base import SeededEnv
-from blast_core.envs.ids import VARIANTS
 from blast_core.envs.render import AgentStyle, GridRenderer, matte
 from blast_core.envs.video import Background, video_frames
 

@@ -308,7 +308,7 @@ def _run_config(run: pd.Series) -> Any:
     import yaml
 
     from blast_core.config import Config
-    from blast_core.config_tree import from_dict
+    from blast_core.config.tree import from_dict
 
     if isinstance(run.get("config"), dict):
         return from_dict(run["config"], Config)

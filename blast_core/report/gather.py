@@ -85,7 +85,7 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, dict] | None:
     """
     import torch  # here, not at the top: only Figure 8 needs it, and it takes seconds to import
 
-    from blast_core.checkpoint import FORMAT
+    from blast_core.run.checkpoint import FORMAT
 
     folder = Path(run_dir) / "checkpoints"
     paths = sorted(folder.glob("ckpt-*.pt")) if folder.is_dir() else []

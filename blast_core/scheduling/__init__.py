@@ -1,4 +1,6 @@
-"""Scheduling many runs: the grid, device slots, the local scheduler, crash detection.
+"""Scheduling many runs: the grid (jobs), device slots, what a command was asked and how its
+runs ended (execution), the local scheduler (local), SLURM through submitit (slurm), recipes,
+crash detection, and the status views.
 
     run_grid(grid(envs, rungs, seeds, preset, experiment), Execution(results, db, placement))
 
@@ -6,12 +8,11 @@ Each run is its own `blast run` process; see local.py for who writes what to the
 """
 
 from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
+from blast_core.scheduling.execution import Execution, Outcome
 from blast_core.scheduling.jobs import Job, grid, plan, resumable
 from blast_core.scheduling.ladder import (
     EXECUTORS,
     PAPER_CPU_UPDATE_S,
-    Execution,
-    Outcome,
     cpu_days,
     paper_on_cpu,
     resume_all,

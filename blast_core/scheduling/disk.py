@@ -31,7 +31,8 @@ bytes measured on a `tiny` agent's checkpoint state."""
 def checkpoint_mib(config: Mapping[str, Any]) -> float:
     """One checkpoint of a run with this resolved config (the store's dict), at most: its
     weights and optimiser state, and the episodes in progress of its training and evaluation
-    drivers (restored from their frames, blast_core/train.py), each at most `time_limit` steps."""
+    drivers (restored from their frames, blast_core/run/loop.py), each at most `time_limit`
+    steps."""
     frame = int(config["env"]["size"]) ** 2 * 3 + STEP_EXTRA_BYTES
     episodes = 2 * (int(config["env"]["time_limit"]) + 1) * frame / 2**20
     return weights_mib(config) + episodes
@@ -43,8 +44,8 @@ def weights_mib(config: Mapping[str, Any]) -> float:
     import torch
 
     from blast_core import config as C
-    from blast_core import config_tree as T
     from blast_core.agent import ActSpace, Agent
+    from blast_core.config import tree as T
 
     cfg = T.from_dict(config, C.Config)
     act = ActSpace(True, 3) if cfg.env.family == "minigrid" else ActSpace(False, 6)

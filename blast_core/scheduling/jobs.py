@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blast_core import config as C
-from blast_core import config_tree as T
+from blast_core.config import tree as T
 from blast_core.store import RESUMABLE, Store
 
 if TYPE_CHECKING:
-    from blast_core.runs import RunSpec
+    from blast_core.run.spec import RunSpec
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def grid(
     Ordered seed-major (all of seed 0 first) so that a partial ladder covers every cell early.
     """
     from blast_core.envs import check_env_id
-    from blast_core.runs import RunSpec  # imports torch: only where a grid is made
+    from blast_core.run.spec import RunSpec  # imports torch: only where a grid is made
 
     for env in dict.fromkeys(envs):
         check_env_id(env)
@@ -98,7 +98,7 @@ def plan(store: Store, specs: Sequence[RunSpec], results: Path) -> Plan:
         elif state == "running":
             out.skipped[spec.run_id] = f"running on {row['host']} (pid {row['pid']})"
         else:
-            from blast_core.runs import prepare
+            from blast_core.run.spec import prepare
 
             # run.json and config.yaml before the row: a run the store knows is resumable by id
             # even when its worker dies before it starts (Ctrl-C in the first second).

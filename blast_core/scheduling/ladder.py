@@ -4,24 +4,21 @@ here (the local scheduler) or on SLURM (submitit)."""
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blast_core.errors import BlastError
-from blast_core.scheduling import disk, memory
-from blast_core.scheduling.crash import STALE_AFTER_S, mark_crashed
+from blast_core.scheduling import disk, memory, slurm
+from blast_core.scheduling.crash import mark_crashed
+from blast_core.scheduling.execution import Execution, Outcome
 from blast_core.scheduling.jobs import Job, job_configs, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
-from blast_core.scheduling.slots import Placement, describe, plan_slots, unseen
+from blast_core.scheduling.slots import describe, plan_slots, unseen
 from blast_core.scheduling.view import LogView, View, make_view
 from blast_core.store import Store
 
 if TYPE_CHECKING:
-    from blast_core.runs import RunSpec
-    from blast_core.slurm import SlurmOptions
+    from blast_core.run.spec import RunSpec
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 PAPER_CPU_UPDATE_S = 10.0
@@ -39,48 +36,6 @@ CPU_PAPER_NOTE = (
     "note: paper-size runs on CPU workers: one update takes ~8-18 s on a CPU core and a run "
     "makes 4e4 (MiniGrid) to 2e5 (DMC) of them, so each run takes days; on GPUs it is ~0.2-0.5 s. "
     "--preset cpu is sized to finish in about an hour on 2 cores (docs/results.md)")
-
-
-@dataclass(frozen=True)
-class Execution:
-    """Where and how runs execute (none of it changes what a run computes)."""
-
-    results: Path
-    db: str
-    placement: Placement = field(default_factory=Placement)
-    max_retries: int = 0
-    """Relaunches of a run that crashed or failed, per command."""
-    stale_after: float = STALE_AFTER_S
-    executor: str = "local"
-    """local (processes here), slurm (a submitit job array) or submitit-local (the same jobs
-    through submitit's local executor, to try the SLURM path on one machine)."""
-    slurm: SlurmOptions | None = None
-    live: bool | None = None
-    """Live table (None: when stderr is a terminal)."""
-    mem_per_run: int | None = None
-    """Host memory of one run in MiB, for packing and for SLURM's request (None: estimated from
-    each run's config, blast_core/scheduling/memory.py)."""
-
-
-@dataclass
-class Outcome:
-    states: dict[str, str]
-    """Each run of the command and the state it ended in."""
-    interrupted: bool = False
-    submitted: list[str] = field(default_factory=list)
-    """SLURM job ids, when the runs went to a cluster."""
-
-    @property
-    def exit_code(self) -> int:
-        """0: every run done (or cancelled by the user) or submitted; 3: stopped; 1: otherwise."""
-        if self.interrupted:
-            return 3
-        if self.submitted:
-            return 0
-        return 0 if all(s in ("done", "cancelled") for s in self.states.values()) else 1
-
-    def counts(self) -> dict[str, int]:
-        return dict(collections.Counter(self.states.values()))
 
 
 def run_grid(
@@ -134,8 +89,6 @@ def check_executor(ex: Execution) -> None:
     if ex.executor not in EXECUTORS:
         raise BlastError(f"unknown executor {ex.executor!r}; valid: {', '.join(EXECUTORS)}")
     if ex.executor != "local":
-        from blast_core import slurm
-
         slurm.check(ex)
 
 
@@ -149,8 +102,6 @@ def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome
     if room:
         view.event(room)
     if ex.executor != "local":
-        from blast_core import slurm
-
         return slurm.submit(store, jobs, ex, view)
     place, note = memory.fit(ex.placement, configs, memory.available_mib(), ex.mem_per_run)
     if note:

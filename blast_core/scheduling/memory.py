@@ -1,6 +1,6 @@
 """Host memory: what one run holds, and how many runs this machine (or SLURM job) holds at once.
 
-A run keeps its whole replay in memory (blast_core/replay.py): every stored step is a (size,
+A run keeps its whole replay in memory (blast_core/run/replay.py): every stored step is a (size,
 size, 3) uint8 frame and a few floats, and it stores min(replay.capacity, schedule.steps) of
 them. At the paper's sizes that is ~0.6 GiB for MiniGrid (50,000 steps) and ~11.5 GiB for DMC
 (1e6 steps): four DMC runs per GPU on an 8-GPU node want ~460 GiB of host memory. The rest of a

@@ -83,7 +83,7 @@ class Run(Base):
     seed: Mapped[int] = mapped_column(Integer)
     preset: Mapped[str] = mapped_column(String(50))
     config: Mapped[dict | None] = mapped_column(Json)
-    """The resolved config (`config_tree.to_dict`)."""
+    """The resolved config (`config.tree.to_dict`)."""
     overrides: Mapped[dict | None] = mapped_column(Json)
     """The `--set` overrides as given, so a run can be relaunched with its own command."""
     steps: Mapped[int | None] = mapped_column(BigInteger)

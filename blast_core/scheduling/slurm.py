@@ -24,44 +24,23 @@ import math
 import os
 import shutil
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blast_core.errors import BlastError
 from blast_core.scheduling import memory
+from blast_core.scheduling.execution import Execution, Outcome, SlurmOptions
 from blast_core.scheduling.jobs import Job, job_configs
 from blast_core.scheduling.local import Scheduler, blast_command
 from blast_core.scheduling.slots import Placement, plan_slots
 from blast_core.store import Store
 
 if TYPE_CHECKING:
-    from blast_core.scheduling.ladder import Execution, Outcome
     from blast_core.scheduling.view import View
 
 
 class SlurmError(BlastError):
     """SLURM options that cannot work (no sbatch, SQLite shared across hosts)."""
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    partition: str | None = None
-    time_min: int = 24 * 60
-    """Time limit of each job in minutes; a job that reaches it is requeued (up to 3 times)."""
-    gpus_per_job: int = 1
-    """GPUs of each job (0: CPU jobs)."""
-    runs_per_job: int | None = None
-    """Runs packed in one job (default: GPUs per job x runs per GPU, all at once)."""
-    cpus_per_job: int | None = None
-    max_jobs: int | None = None
-    """How many jobs of the array run at once (SLURM's array parallelism)."""
-    folder: str | None = None
-    """submitit's logs and pickles; on a filesystem every node sees (default under results)."""
-    signal_delay_s: int = 120
-    """Seconds between SLURM's warning signal and the kill: enough for every run to checkpoint."""
-    wait: bool = False
-    """Wait for the jobs to end (always for submitit-local)."""
 
 
 def pack_placement(opts: SlurmOptions, per_gpu: int, size: int) -> Placement:
@@ -170,8 +149,6 @@ def _executor(ex: Execution, opts: SlurmOptions, folder: Path, mem_mib: int) -> 
 
 def submit(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
     """Submit the runs as one job array; wait for it when asked (or when local)."""
-    from blast_core.scheduling.ladder import Outcome
-
     opts = ex.slurm or SlurmOptions()
     per_job = opts.runs_per_job or max(1, opts.gpus_per_job) * ex.placement.per_gpu
     folder = Path(opts.folder or Path(ex.results) / "slurm").resolve()

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from blast_core import config_tree as T
-from blast_core.config_tree import Delta, apply
+from blast_core.config import tree as T
+from blast_core.config.tree import Delta, apply
 from blast_core.errors import ConfigError
 
 Norm = Literal["none", "batch"]
@@ -88,7 +88,7 @@ class RSSMConfig:
     ar_net: Literal["gru", "made"] = "gru"
     """The AR prior's network: `gru`, BLAST's second GRU stepping over the groups (the paper);
     `made`, a masked MLP over [h, z] with the same factorisation at about one pass per imagined
-    step (not the paper's network; blast_core/made.py). Read only when ar_steps > 1."""
+    step (not the paper's network; blast_core/agent/made.py). Read only when ar_steps > 1."""
     ar_hidden: int = 0
     """Units of each of made's two hidden layers; 0 takes `hidden`. Read only with ar_net made."""
     ar_direct: bool = False
@@ -308,7 +308,7 @@ class Config:
     cuda_graphs: bool = True
     """On a GPU in fp32, replay the world-model step (forward, backward, clip, Adam, EMA) and
     the imagination rollout of REINFORCE actors (no gradients through it) as CUDA graphs: the
-    same kernels with one launch each (blast_core/graphs.py; 1.6-4.7x faster updates on an
+    same kernels with one launch each (blast_core/agent/graphs.py; 1.6-4.7x faster updates on an
     H100, docs/benchmarks.md). Ignored on CPU and under bf16; the samples differ from eager
     ones, not their law. false: every kernel launched from Python, as in eager PyTorch."""
 
@@ -327,7 +327,7 @@ class Config:
 EXECUTION_KEYS = frozenset({"cuda_graphs", "replay.mmap"})
 """Keys that choose how a run executes, not what it computes. A run started with other values
 (by an older blast, with other defaults) goes on with its own; any other key that differs from
-the run's stored config makes `blast run` refuse to mix the two (blast_core/runs.py)."""
+the run's stored config makes `blast run` refuse to mix the two (blast_core/run/spec.py)."""
 
 FAMILIES = ("minigrid", "dmc")
 
@@ -507,7 +507,7 @@ def rung_chain(rung: str) -> list[Rung]:
 
 def family_of(env_id: str) -> str:
     """The env family of an id; MiniGrid variants are checked here, DMC tasks when made."""
-    from blast_core.envs.ids import ENV_IDS, VARIANTS
+    from blast_core.config.ids import ENV_IDS, VARIANTS
 
     family, sep, name = env_id.partition(":")
     valid = f"valid: {', '.join(ENV_IDS)}, or dmc:DOMAIN_TASK for any dm_control suite task"

@@ -25,7 +25,7 @@ from blast_core import config as C
 from blast_core.errors import BlastError
 
 if TYPE_CHECKING:
-    from blast_core.runs import RunSpec
+    from blast_core.run.spec import RunSpec
 
 KEYS = ("experiment", "description", "envs", "rungs", "seeds", "preset", "steps", "set")
 

@@ -18,14 +18,14 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from blast_core import graphs
+from blast_core.agent import graphs
+from blast_core.agent.dists import OneHot, bernoulli_log_prob, normal_nll
+from blast_core.agent.losses import kl_loss
+from blast_core.agent.nets import MLP, Decoder, Encoder, preprocess
+from blast_core.agent.optim import Optimizer
+from blast_core.agent.perf import autocast
+from blast_core.agent.rssm import RSSM, State
 from blast_core.config import Config
-from blast_core.dists import OneHot, bernoulli_log_prob, normal_nll
-from blast_core.losses import kl_loss
-from blast_core.nets import MLP, Decoder, Encoder, preprocess
-from blast_core.optim import Optimizer
-from blast_core.perf import autocast
-from blast_core.rssm import RSSM, State
 
 
 class WorldModel(nn.Module):

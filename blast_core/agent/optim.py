@@ -38,7 +38,7 @@ class Optimizer:
         return {f"{self.name}_grad_norm": norm}
 
     def capturable(self) -> None:
-        """Let a CUDA graph capture `step` (blast_core/graphs.py). The fused kernel keeps its
+        """Let a CUDA graph capture `step` (blast_core/agent/graphs.py). The fused kernel keeps its
         step counts on the GPU either way; torch only refuses a capture without this flag."""
         for group in self.opt.param_groups:
             group["capturable"] = True

@@ -32,11 +32,11 @@ import torch
 import yaml
 
 from blast_core import config as C
-from blast_core import config_tree as T
+from blast_core.agent.perf import keep_freed_memory
+from blast_core.config import tree as T
 from blast_core.envs import check_inputs
 from blast_core.errors import BlastError
-from blast_core.perf import keep_freed_memory
-from blast_core.train import (
+from blast_core.run.loop import (
     Diverged,
     Interrupted,
     NoProgress,

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from blast_core.agent.perf import fast_path
 from blast_core.config import DecoderConfig, EncoderConfig
-from blast_core.perf import fast_path
 
 # Keras defaults, which DreamerV2 relies on: BatchNorm momentum 0.99 (torch counts 1 - 0.99),
 # epsilon 1e-3 for both norms.

@@ -11,12 +11,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from blast_core.behavior import ActorCritic, ActSpace
+from blast_core.agent.behavior import ActorCritic, ActSpace
+from blast_core.agent.nets import preprocess
+from blast_core.agent.perf import autocast
+from blast_core.agent.rssm import State
+from blast_core.agent.world_model import WorldModel
 from blast_core.config import Config
-from blast_core.nets import preprocess
-from blast_core.perf import autocast
-from blast_core.rssm import State
-from blast_core.world_model import WorldModel
 
 __all__ = ["Agent", "ActSpace"]
 

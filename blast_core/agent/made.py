@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blast_core.dists import OneHot
-from blast_core.nets import dense, init_
-from blast_core.perf import fast_path
+from blast_core.agent.dists import OneHot
+from blast_core.agent.nets import dense, init_
+from blast_core.agent.perf import fast_path
 
 
 def degrees(units: int, groups: int, first: int) -> Tensor:

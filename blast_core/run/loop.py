@@ -27,9 +27,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from blast_core.checkpoint import Checkpoints, rng_state, set_rng_state
 from blast_core.config import Config
-from blast_core.replay import EpisodeBuffer, Replay
+from blast_core.run.checkpoint import Checkpoints, rng_state, set_rng_state
+from blast_core.run.replay import EpisodeBuffer, Replay
 
 # --- interfaces ----------------------------------------------------------------------------------
 

@@ -37,12 +37,11 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from blast_core import graphs
-from blast_core.agent import ActSpace, Agent
-from blast_core.behavior import frozen
+from blast_core.agent import ActSpace, Agent, graphs
+from blast_core.agent.behavior import frozen
+from blast_core.agent.perf import autocast, keep_freed_memory, plain_path
 from blast_core.config import FAMILIES, LADDER_IDS, RUNG_IDS, Config, make_config
 from blast_core.errors import BlastError
-from blast_core.perf import autocast, keep_freed_memory, plain_path
 
 # The env whose sizes stand for each family, and its action space.
 FAMILY_ENVS: dict[str, tuple[str, ActSpace]] = {
@@ -257,7 +256,7 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
         raise BlastError("--clock cpu times CPU work; use it with --device cpu")
     global _clock
     _clock = CLOCKS[clock]
-    keep_freed_memory()  # as training runs do (blast_core.runs.configure_torch)
+    keep_freed_memory()  # as training runs do (blast_core.run.spec.configure_torch)
     peak = matmul_peak(dev)
     echo(format_header())
     doc: dict[str, Any] = {

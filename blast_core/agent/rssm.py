@@ -19,11 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from blast_core.agent.dists import OneHot
+from blast_core.agent.made import MADEPrior
+from blast_core.agent.nets import (
+    LayerNormGRU,
+    dense,
+    elu_dense,
+    gather_ok,
+    onehot_index,
+    onehot_linear,
+)
+from blast_core.agent.perf import fast_path
 from blast_core.config import RSSMConfig
-from blast_core.dists import OneHot
-from blast_core.made import MADEPrior
-from blast_core.nets import LayerNormGRU, dense, elu_dense, gather_ok, onehot_index, onehot_linear
-from blast_core.perf import fast_path
 
 State = dict[str, Tensor]
 
@@ -152,7 +159,7 @@ class RSSM(nn.Module):
         state starts at h and which reads each group's one-hot — the teacher's (training, one
         pass over all positions; the teacher, one-hot samples, is then also the returned
         sample) or its own sample (imagination). With `ar_net made` a masked MLP computes the
-        same factorisation (blast_core/made.py)."""
+        same factorisation (blast_core/agent/made.py)."""
         c = self.cfg
         lead = deter.shape[:-1]
         h = deter.reshape(-1, c.deter)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from blast_core.dists import kl_onehot
+from blast_core.agent.dists import kl_onehot
 
 
 def kl_loss(post: Tensor, prior: Tensor, balance: float, free: float,

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from blast_core import graphs
+from blast_core.agent import graphs
+from blast_core.agent.dists import OneHot, TruncNormal
+from blast_core.agent.losses import actor_loss, critic_loss, imagination_weight, lambda_return
+from blast_core.agent.nets import MLP
+from blast_core.agent.optim import Optimizer
+from blast_core.agent.perf import autocast, fast_path
+from blast_core.agent.rssm import State
 from blast_core.config import Config
-from blast_core.dists import OneHot, TruncNormal
-from blast_core.losses import actor_loss, critic_loss, imagination_weight, lambda_return
-from blast_core.nets import MLP
-from blast_core.optim import Optimizer
-from blast_core.perf import autocast, fast_path
-from blast_core.rssm import State
 
 
 @dataclass(frozen=True)
