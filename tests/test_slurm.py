@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ladder_helpers import ENVS, blast, running_with_checkpoint, tiny, wait_for
+from ladder_helpers import ENVS, blast, running_with_checkpoint, start_blast, tiny, wait_for
 
 from blast_core.store import Store
 
@@ -29,17 +29,34 @@ TIMING = ("time_", "steps_per_s", "updates_per_s", "host_", "peak_mem")
 LOSSES = ("model_loss", "image_loss", "reward_loss", "kl", "actor_loss", "critic_loss")
 
 
-def submit(url: str, results: Path, experiment: str, *extra: object,
-           seeds: int = 2, rungs: str = "dv2") -> list[str]:
-    """`blast run-ladder --executor slurm` of tiny CPU runs; the submitted job ids."""
-    out = blast("run-ladder", "--env", ENVS[0], "--rungs", rungs, "--seeds", seeds,
-                "--executor", "slurm", "--gpus-per-job", 0, "--time-min", 30,
-                "--experiment", experiment, "--no-progress", "--results", results, "--db", url,
-                *extra)
-    assert out.returncode == 0, out.stderr
-    found = re.search(r"submitted \d+ job\(s\).*?: ([\d_, ]+); logs in", out.stderr)
-    assert found, out.stderr
+def ladder(url: str, results: Path, experiment: str, *extra: object) -> list[object]:
+    """`blast run-ladder --executor slurm` of two tiny dv2 CPU runs."""
+    return ["run-ladder", "--env", ENVS[0], "--rungs", "dv2", "--seeds", 2, "--executor", "slurm",
+            "--gpus-per-job", 0, "--time-min", 30, "--experiment", experiment, "--no-progress",
+            "--results", results, "--db", url, *extra]
+
+
+def submitted(err: str) -> list[str]:
+    """The job ids a submitting command printed."""
+    found = re.search(r"submitted \d+ job\(s\).*?: ([\d_, ]+); logs in", err)
+    assert found, err
     return [j.strip() for j in found.group(1).split(",")]
+
+
+def submit_mid_run(url: str, results: Path, experiment: str) -> tuple[Store, str, list[dict]]:
+    """Submit two long tiny runs in one job and return once both train past a checkpoint: the
+    store, the job (as the runs recorded it) and the runs. The test watches the database while
+    the submitting command is still exiting, so a slow machine cannot let the runs end first."""
+    store = Store.open(url)  # the schema first: the command and this test never both create it
+    proc = start_blast(*ladder(url, results, experiment, *LONG, "--runs-per-job", 2,
+                               "--cpus-per-job", 2, "--threads", 1))
+    runs = wait_for(lambda: running_with_checkpoint(store, experiment, 2), timeout=240,
+                    what="both runs training past a checkpoint")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    (job,) = submitted(err)
+    assert {r["slurm_job"] for r in runs} == {job}
+    return store, job, runs
 
 
 def squeue(job: str) -> str:
@@ -108,8 +125,12 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_a_tiny_ladder_runs_to_done_and_status_names_each_runs_job(
         pg_url: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    jobs = submit(pg_url, results, "sl", *tiny(), "--rungs", "ar_prior", "--runs-per-job", 2,
-                  "--cpus-per-job", 1, "--wait")
+    args = ladder(pg_url, results, "sl", *tiny(), "--runs-per-job", 2, "--cpus-per-job", 1,
+                  "--wait")
+    args[args.index("--rungs") + 1] = "dv2,ar_prior"
+    out = blast(*args)
+    assert out.returncode == 0, out.stderr
+    jobs = submitted(out.stderr)
     assert len(jobs) == 2 and all(re.fullmatch(r"\d+_[01]", j) for j in jobs)
     runs = Store.open(pg_url).runs("sl")
     assert len(runs) == 4 and {r["status"] for r in runs} == {"done"}
@@ -131,11 +152,7 @@ def test_a_tiny_ladder_runs_to_done_and_status_names_each_runs_job(
 def test_a_preempted_job_is_requeued_and_its_runs_end_as_if_never_stopped(
         how: str, pg_url: str, tmp_path: Path, uninterrupted: dict) -> None:
     results = tmp_path / "results"
-    (job,) = submit(pg_url, results, "pre", *LONG, "--runs-per-job", 2, "--cpus-per-job", 2,
-                    "--threads", 1)
-    store = Store.open(pg_url)
-    wait_for(lambda: running_with_checkpoint(store, "pre", 2), timeout=180,
-             what="both runs training past a checkpoint")
+    store, job, _ = submit_mid_run(pg_url, results, "pre")
     if how == "usr2":  # the warning before a time limit or a preemption (sbatch --signal)
         subprocess.run(["scancel", "--signal=USR2", job], check=True)
     else:  # what `scontrol requeue` and PreemptMode=REQUEUE send: SIGTERM, then SIGKILL
@@ -158,9 +175,7 @@ def test_a_preempted_job_is_requeued_and_its_runs_end_as_if_never_stopped(
 
 def test_a_cancelled_job_leaves_its_runs_resumable(pg_url: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    (job,) = submit(pg_url, results, "can", *LONG, "--runs-per-job", 2, "--cpus-per-job", 2)
-    store = Store.open(pg_url)
-    wait_for(lambda: running_with_checkpoint(store, "can", 2), timeout=180, what="checkpoints")
+    store, job, _ = submit_mid_run(pg_url, results, "can")
     subprocess.run(["scancel", job], check=True)
     runs = wait_for(lambda: all_in(store, "can", {"cancelled", "interrupted"}, 2), timeout=120,
                     what="the runs to stop")
@@ -177,10 +192,7 @@ def test_a_cancelled_job_leaves_its_runs_resumable(pg_url: str, tmp_path: Path) 
 def test_a_job_killed_outright_leaves_crashed_runs_that_resume(pg_url: str,
                                                                tmp_path: Path) -> None:
     results = tmp_path / "results"
-    (job,) = submit(pg_url, results, "kill", *LONG, "--runs-per-job", 2, "--cpus-per-job", 2)
-    store = Store.open(pg_url)
-    runs = wait_for(lambda: running_with_checkpoint(store, "kill", 2), timeout=180,
-                    what="checkpoints")
+    store, job, runs = submit_mid_run(pg_url, results, "kill")
     # SIGKILL to every process of the job step, runs first, as when its node dies: nothing can
     # checkpoint or write a last state.
     for run in runs:
@@ -203,10 +215,7 @@ def test_a_job_killed_outright_leaves_crashed_runs_that_resume(pg_url: str,
 
 def test_runs_never_outlive_their_jobs_process(pg_url: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    (job,) = submit(pg_url, results, "orphan", *LONG, "--runs-per-job", 2, "--cpus-per-job", 2)
-    store = Store.open(pg_url)
-    runs = wait_for(lambda: running_with_checkpoint(store, "orphan", 2), timeout=180,
-                    what="checkpoints")
+    store, job, runs = submit_mid_run(pg_url, results, "orphan")
     # The job's own process (its runs' scheduler and parent) dies without a word: the kernel
     # tells each run (parent-death signal), which checkpoints and stops instead of running on
     # outside the job's allocation.
