@@ -94,7 +94,7 @@ def _confirm_paper_on_cpu(specs: list, ex: Execution, yes: bool) -> None:
     raise BlastError(
         f"{len(paper)} paper-size run(s) on {ex.placement.workers} CPU worker(s) and no GPU: "
         f"about {days:.0f} days of wall time (~{PAPER_CPU_UPDATE_S:.0f} s per update on a core). "
-        "Give --preset cpu (about an hour a run), or --yes to run them on CPU anyway")
+        "Give --preset cpu (under an hour a run), or --yes to run them on CPU anyway")
 
 
 def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
