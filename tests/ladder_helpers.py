@@ -55,6 +55,11 @@ def wait_for(find: Callable[[], T | None], timeout: float = 300, what: str = "it
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def parent(pid: int) -> int:
+    """The parent of a process (a run's: the scheduler that launched it), from /proc."""
+    return int(Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[1])
+
+
 def running_with_checkpoint(store: Store, experiment: str, count: int = 1) -> list[dict] | None:
     """`count` runs that are running and have written a checkpoint, or None."""
     ready = [r for r in store.runs(experiment)

@@ -27,6 +27,7 @@ from ladder_helpers import (
     cli_env,
     dump,
     ladder_end_to_end,
+    parent,
     running_with_checkpoint,
     start_blast,
     tiny,
@@ -431,8 +432,7 @@ def test_a_preempted_submitit_job_is_requeued_and_its_run_resumes(tmp_path: Path
     (run,) = wait_for(lambda: job.done() or running_with_checkpoint(store, "pre"),
                       what="a checkpoint")
     # SLURM's preemption warning goes to the job's process: the parent of the run's process.
-    job_pid = int(Path(f"/proc/{run['pid']}/stat").read_text().split(")")[1].split()[1])
-    os.kill(job_pid, signal.SIGUSR2)
+    os.kill(parent(run["pid"]), signal.SIGUSR2)
     assert job.result() == {run["id"]: "done"}
     after = store.run(run["id"])
     assert after["step"] == 300 and after["launches"] == 2

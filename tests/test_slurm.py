@@ -16,7 +16,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ladder_helpers import ENVS, blast, running_with_checkpoint, start_blast, tiny, wait_for
+from ladder_helpers import (
+    ENVS,
+    blast,
+    parent,
+    running_with_checkpoint,
+    start_blast,
+    tiny,
+    wait_for,
+)
 
 from blast_core.store import Store
 
@@ -29,9 +37,10 @@ TIMING = ("time_", "steps_per_s", "updates_per_s", "host_", "peak_mem")
 LOSSES = ("model_loss", "image_loss", "reward_loss", "kl", "actor_loss", "critic_loss")
 
 
-def ladder(url: str, results: Path, experiment: str, *extra: object) -> list[object]:
-    """`blast run-ladder --executor slurm` of two tiny dv2 CPU runs."""
-    return ["run-ladder", "--env", ENVS[0], "--rungs", "dv2", "--seeds", 2, "--executor", "slurm",
+def ladder(url: str, results: Path, experiment: str, *extra: object,
+           rungs: str = "dv2") -> list[object]:
+    """`blast run-ladder --executor slurm` of tiny CPU runs, two seeds of each rung."""
+    return ["run-ladder", "--env", ENVS[0], "--rungs", rungs, "--seeds", 2, "--executor", "slurm",
             "--gpus-per-job", 0, "--time-min", 30, "--experiment", experiment, "--no-progress",
             "--results", results, "--db", url, *extra]
 
@@ -82,11 +91,6 @@ def ended(job: str) -> str:
                     timeout=60, what=f"accounting's final state of job {job}")
 
 
-def parent(pid: int) -> int:
-    """The parent of a run's process: the job step's process, its scheduler."""
-    return int(Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[1])
-
-
 def alive(pid: int) -> bool:
     """Whether the process exists and is not a zombie waiting for its new parent."""
     try:
@@ -125,10 +129,8 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_a_tiny_ladder_runs_to_done_and_status_names_each_runs_job(
         pg_url: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    args = ladder(pg_url, results, "sl", *tiny(), "--runs-per-job", 2, "--cpus-per-job", 1,
-                  "--wait")
-    args[args.index("--rungs") + 1] = "dv2,ar_prior"
-    out = blast(*args)
+    out = blast(*ladder(pg_url, results, "sl", *tiny(), "--runs-per-job", 2, "--cpus-per-job", 1,
+                        "--wait", rungs="dv2,ar_prior"))
     assert out.returncode == 0, out.stderr
     jobs = submitted(out.stderr)
     assert len(jobs) == 2 and all(re.fullmatch(r"\d+_[01]", j) for j in jobs)

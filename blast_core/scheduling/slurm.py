@@ -73,8 +73,8 @@ class RunPack:
 
     def __call__(self) -> dict[str, str]:
         store = Store.open(self.db)
-        if slurm_job_id():
-            store.set_slurm_job([job.run_id for job in self.jobs], slurm_job_id())
+        if job_id := slurm_job_id():
+            store.set_slurm_job([job.run_id for job in self.jobs], job_id)
         for job in self.jobs:
             # This pack alone owns its runs: one left `running` is from this job's previous
             # incarnation (killed before it could checkpoint), so resume it.
