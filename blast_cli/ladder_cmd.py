@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -35,12 +35,15 @@ from blast_core.scheduling import status as S
 from blast_core.scheduling.crash import mark_crashed
 from blast_core.scheduling.ladder import check_executor
 from blast_core.store import (
-    Store,
     check_destination,
+    connect,
     db_url,
     prepare_results_root,
     results_root,
 )
+
+if TYPE_CHECKING:
+    from blast_core.store import Store
 
 
 class Executor(StrEnum):
@@ -81,6 +84,9 @@ NoProgress = Annotated[bool, typer.Option("--no-progress", help="Event lines, no
 Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name.")]
 
 
+AssumeGpus = Annotated[int | None, typer.Option(
+    "--assume-gpus", hidden=True, help="Take this machine to have N GPUs: tries the placement "
+    "end to end where they are missing (its runs then fail on start).")]
 Yes = Annotated[bool, typer.Option(
     "--yes", help="Run paper-size runs on CPU workers anyway (they take days each).")]
 
@@ -101,7 +107,7 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
                per_gpu: int | None, workers: int | None, threads: int | None,
                max_retries: int, stale_after: float, no_progress: bool,
                executor: Executor = Executor.local, slurm: dict | None = None,
-               mem_per_run: float | None = None) -> Execution:
+               mem_per_run: float | None = None, assume_gpus: int | None = None) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
     from blast_core.scheduling.execution import SlurmOptions
 
@@ -119,7 +125,7 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
     if executor != Executor.local:
         # A job's GPUs and cores are SLURM's (--gpus-per-job): look at none here.
         gpus, per_gpu = gpus or "none", per_gpu or 1
-    place = placement(gpus, per_gpu, workers, threads)
+    place = placement(gpus, per_gpu, workers, threads, visible=assume_gpus)
     return Execution(root, db_url(db, root), place, max_retries, stale_after, executor.value, opts,
                      live=False if no_progress else None,
                      mem_per_run=None if mem_per_run is None else round(mem_per_run * 1024))
@@ -157,6 +163,7 @@ def run_ladder(
     stale_after: StaleAfter = STALE_AFTER_S,
     no_progress: NoProgress = False,
     yes: Yes = False,
+    assume_gpus: AssumeGpus = None,
 ) -> None:
     """Run the grid env x rung x seed; done runs are skipped, unfinished ones resumed."""
     if seeds < 1:
@@ -166,7 +173,7 @@ def run_ladder(
     rung_ids = options.rung_list(rungs or list(C.LADDER_IDS))
     specs = grid(env, list(rung_ids), range(seeds), preset, experiment, steps, list(set_ or []))
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run)
+                    no_progress, executor, slurm, mem_per_run, assume_gpus)
     _confirm_paper_on_cpu(specs, ex, yes)
     check_executor(ex)
     check_destination(db, results)  # the last check, and the first write: the database
@@ -255,7 +262,7 @@ def _console() -> Console:
 
 def _store(results: str | None, db: str | None) -> Store:
     """The database these commands read and act on; never created by them."""
-    return Store.open_existing(db_url(db, results_root(results)))
+    return connect(db_url(db, results_root(results)), existing=True)
 
 
 def status(

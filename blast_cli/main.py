@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 
 import typer
 
@@ -69,7 +70,7 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Console entry point: click reports usage errors itself; blast's user errors, a plain
     option given twice among them, become one line on stderr and exit code 2, never a
-    traceback."""
+    traceback; anything else is a bug: its traceback, a request to report it, exit code 70."""
     word = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     app = build_app(_NEEDS.get(word, _MODULES))
     if "--help" not in sys.argv:
@@ -82,3 +83,9 @@ def main() -> None:
     except BlastError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except Exception:
+        # Not an expected failure: a bug. Its traceback is what a report needs.
+        traceback.print_exc()
+        typer.echo("this is a bug in blast: please report it with the traceback above and the "
+                   "command that gave it", err=True)
+        sys.exit(70)  # EX_SOFTWARE

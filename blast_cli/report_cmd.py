@@ -15,7 +15,7 @@ from blast_cli.options import rung_list
 from blast_cli.run_cmd import Db, Results
 from blast_core.errors import BlastError
 from blast_core.report import LAST
-from blast_core.store import Store, db_url, prepare_results_root, results_root
+from blast_core.store import connect, db_url, prepare_results_root, results_root
 
 
 class FigureId(StrEnum):
@@ -121,7 +121,7 @@ def report(
     if number == 2:  # the environments themselves: no database needed
         made = build.build(number, None, opts)
     else:
-        with Store.open_existing(db_url(db, results)) as store:
+        with connect(db_url(db, results), existing=True) as store:
             made = build.build(number, store, opts)
     if stats:
         Console(width=160).print(_stats_table(made.table))

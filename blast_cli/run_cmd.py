@@ -1,7 +1,8 @@
 """`blast run` and `blast resume RUN [RUN ...]`: train one run, or continue runs, to the end.
 
-Exit codes: 0 done, 1 failed (a non-finite loss or a crash), 2 bad input, 3 interrupted by
-SIGTERM, SIGINT or SIGUSR1 after writing a checkpoint.
+Exit codes: 0 done, 1 failed (a non-finite loss, a full disk), 2 bad input, 3 interrupted by
+SIGTERM, SIGINT or SIGUSR1 after writing a checkpoint, 70 a bug (its traceback; the run is
+marked failed).
 """
 
 from __future__ import annotations

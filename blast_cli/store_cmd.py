@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from blast_cli.run_cmd import Db, Results
+from blast_core import store as db_store
 from blast_core.errors import BlastError
-from blast_core.store import Store, check_destination, db_url, portable
+from blast_core.store import check_destination, connect, db_url
 
 
 def export(
@@ -29,8 +30,8 @@ def export(
         if len(experiment) > 1:
             raise BlastError("several experiments: name the file with --out")
         out = Path(f"{experiment[0].replace('/', '_')}.blast.json.gz")
-    with Store.open_existing(db_url(db, results)) as store:
-        counts = portable.export(store, experiment, out)
+    with connect(db_url(db, results), existing=True) as store:
+        counts = db_store.portable.export(store, experiment, out)
     typer.echo(f"exported {counts['runs']} runs, {counts['metrics']} metric rows to {out}")
 
 
@@ -40,10 +41,11 @@ def import_(
     db: Db = None,
 ) -> None:
     """Merge export files into this database; importing a file again adds nothing."""
-    docs = [portable.read(f) for f in files]  # every file is checked before anything is written
-    with Store.open(check_destination(db, results)[1]) as store:
+    # Every file is checked before anything is written.
+    docs = [db_store.portable.read(f) for f in files]
+    with connect(check_destination(db, results)[1]) as store:
         for f, doc in zip(files, docs, strict=True):
-            done = portable.import_file(store, f, doc)
+            done = db_store.portable.import_file(store, f, doc)
             parts = [f"{len(done.added)} runs added"]
             if done.extended:
                 parts.append(f"{len(done.extended)} extended by {done.rows} rows")

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,3 +123,27 @@ def slurm_cluster() -> Iterator[None]:
     finally:
         if not up:
             subprocess.run([SLURM_LOCAL, "stop"], capture_output=True, timeout=300)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """`small_disk(kib, read_only=False)`: a real tmpfs of that size (a full or read-only disk
+    as the kernel reports it; mounting needs root, as the SLURM tests do). `grow(path, kib)`
+    is `small_disk.grow`. Every mount is undone at teardown."""
+    mounts: list[Path] = []
+
+    def mount(kib: int, read_only: bool = False) -> Path:
+        point = tmp_path / f"disk{len(mounts)}"
+        point.mkdir()
+        options = f"size={kib}k" + (",ro" if read_only else "")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], check=True)
+        mounts.append(point)
+        return point
+
+    def grow(point: Path, kib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={kib}k", str(point)], check=True)
+
+    mount.grow = grow  # type: ignore[attr-defined]
+    yield mount
+    for point in reversed(mounts):
+        subprocess.run(["umount", "-l", str(point)], check=False)

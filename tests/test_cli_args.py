@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
+import typer
 import typer.main
 
 from blast_cli.argv import repeated_option
@@ -32,3 +36,44 @@ def test_a_plain_option_given_twice_is_named(args: str, problem: str | None) -> 
         assert found is None
     else:
         assert found is not None and found.startswith(problem), found
+
+
+HEAVY = ("torch", "sqlalchemy", "alembic", "pandas", "matplotlib")
+"""Libraries a help text or a usage error must not wait for (each takes tenths of a second)."""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["status", "--help"],
+                                  ["report", "--help"], ["export", "--help"],
+                                  ["run", "--no-such-flag"]])
+def test_help_and_usage_errors_import_no_heavy_library(args: list[str]) -> None:
+    """`blast --help` once took 1.2 s, most of it SQLAlchemy pulled in by the store's package.
+    The entry point runs in a fresh interpreter, which then lists what it imported."""
+    probe = ("import sys; from blast_cli.main import main; sys.argv = ['blast', *sys.argv[1:]]\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             f"print('imported:', *sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.splitlines()[-1] == "imported:", done.stdout
+    assert "Usage" in done.stdout + done.stderr
+
+
+def test_an_unexpected_exception_is_a_bug_report_not_a_user_error(monkeypatch, capsys) -> None:
+    """Expected failures are one `error:` line (exit 2); anything else is a bug: its traceback,
+    a request to report it, exit code 70. The app here is a real Typer app whose one command
+    fails the way a bug does."""
+    import blast_cli.main as entry
+
+    broken = typer.Typer()
+
+    @broken.command()
+    def boom() -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(entry, "build_app", lambda modules=(): broken)
+    monkeypatch.setattr(sys, "argv", ["blast"])
+    with pytest.raises(SystemExit) as ended:
+        entry.main()
+    err = capsys.readouterr().err
+    assert ended.value.code == 70
+    assert "Traceback" in err and "ZeroDivisionError: a bug" in err
+    assert err.rstrip().endswith("with the traceback above and the command that gave it")

@@ -52,7 +52,7 @@ from blast_core.scheduling import status as S
 from blast_core.scheduling.execution import Execution
 from blast_core.scheduling.jobs import grid, plan
 from blast_core.scheduling.ladder import paper_on_cpu
-from blast_core.scheduling.slots import describe, unseen, visible_gpus
+from blast_core.scheduling.slots import describe, visible_gpus
 from blast_core.store import Store
 from blast_core.store.models import Run
 
@@ -106,15 +106,16 @@ def test_default_placement_is_every_visible_gpu_else_cpu_workers() -> None:
     assert auto(visible=0, cpus=1).workers == 1
     with pytest.raises(BlastError, match="--workers is for CPU runs"):
         auto("all", workers=2)
-    # GPUs asked for by name that are not there: all of them is an error, named ones a warning
-    # (the pinning below is tried end to end on a machine without GPUs).
+    # GPUs asked for that are not there: an error before anything starts (every run placed
+    # there would fail on start).
     with pytest.raises(BlastError, match="--gpus all: torch sees no GPU here"):
         auto("all", visible=0)
-    assert unseen(auto("0,1", visible=0), visible=0) == (
-        "warning: --gpus names GPU 0,1 but torch sees 0 GPUs here: runs placed there will fail")
-    assert "GPU 2 but torch sees 2 GPUs" in unseen(auto("1,2", visible=2), visible=2)
-    assert unseen(auto("0,1", visible=2), visible=2) is None
-    assert unseen(auto("none"), visible=0) is None
+    with pytest.raises(BlastError, match=r"GPU 0,1 but torch sees 0 GPUs here: leave --gpus out"):
+        auto("0,1", visible=0)
+    with pytest.raises(BlastError, match=r"GPU 2 but torch sees 2 GPUs here \(0 to 1\)$"):
+        auto("1,2", visible=2)
+    assert auto("0,1", visible=2).gpus == (0, 1)
+    assert auto("none", visible=0).gpus == ()
     # This machine, as it is: its own GPUs, or CPU workers when it has none.
     assert placement(None, None, None).gpus == tuple(range(visible_gpus()))
 
@@ -178,16 +179,16 @@ def test_scheduler_never_packs_more_than_k_runs_on_a_gpu(tmp_path: Path) -> None
 
 
 def test_run_ladder_pins_each_run_to_one_gpu(tmp_path: Path) -> None:
-    """`--gpus 0 --gpus 1 --per-gpu 2` on a machine without GPUs: every run gets its GPU's
-    environment and `--device cuda:0`, two runs per GPU; each then fails with torch's one-line
-    reason.
+    """`--gpus 0 --gpus 1 --per-gpu 2` on a machine without GPUs, taken to have two: every run
+    gets its GPU's environment and `--device cuda:0`, two runs per GPU; each then fails with
+    torch's one-line reason.
     `--rungs` and `--gpus` repeated add up (they once kept only the last)."""
     results, url, loc = where(tmp_path)
     done = blast("run-ladder", "--env", "minigrid:unmodified", "--rungs", "dv2",
                  "--rungs", "no_recon", "--seeds", 2, *TINY, "--gpus", "0", "--gpus", "1",
-                 "--per-gpu", 2, "--max-retries", 0, "--experiment", "pin", "--no-progress", *loc)
+                 "--per-gpu", 2, "--max-retries", 0, "--experiment", "pin", "--no-progress",
+                 "--assume-gpus", 2, *loc)
     assert done.returncode == 1, done.stderr
-    assert f"warning: --gpus names GPU 0,1 but torch sees {visible_gpus()} GPUs" in done.stderr
     runs = Store.open(url).runs("pin")
     assert len(runs) == 4
     per_gpu = {"0": 0, "1": 0}

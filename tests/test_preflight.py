@@ -53,6 +53,11 @@ CASES: dict[str, tuple[list[str], str]] = {
     "paper preset on cpu workers": (["run-ladder", "--env", ENVS[0], "--seeds", "2", "--workers",
                                      "1", "--no-progress"],
                                     "2 paper-size run(s) on 1 CPU worker(s) and no GPU: about"),
+    "status of a malformed db url": (["status", "--db", "notaurl:::/x"], "bad database URL"),
+    "report of a malformed db url": (["report", "--figure", "3", "--db", "::"],
+                                     "bad database URL"),
+    "gpu that is not there": (["run-ladder", "--env", ENVS[0], *TINY, "--gpus", "7",
+                               "--no-progress"], "--gpus names GPU 7 but torch sees"),
     "config show of a bad task": (["config", "show", "--env", "dmc:nope_nope"],
                                   "unknown env id 'dmc:nope_nope'"),
 }

@@ -222,6 +222,45 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert [s for s, _ in paths] == [100]
 
 
+def test_a_full_disk_fails_the_run_with_its_reason_and_resume_loses_nothing(
+        finished, tmp_path, small_disk):
+    """The results root on a disk with room for two and a half checkpoints: the run stops at a
+    checkpoint it cannot write with one line, no `.tmp` left, `failed` and why in the database
+    (which lives elsewhere, as on a cluster's scratch disk); with room again, `blast resume`
+    ends it as an uninterrupted run ends."""
+    ckpt = (finished / RUN_ID / "checkpoints" / "ckpt-0000000400.pt").stat().st_size
+    root = small_disk((ckpt * 5 // 2 + 200_000) // 1024)
+    db = ["--db", f"sqlite:///{tmp_path / 'blast.db'}"]
+    result = blast(root, "run", *MINIGRID, "--deterministic", *db)
+    assert result.returncode == 1, result.stderr
+    assert "disk full: no space left on the disk of" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    run = Store.open(db[1]).run(RUN_ID)
+    assert run["status"] == "failed" and run["error"].startswith("disk full: ")
+    assert not list(root.rglob("*.tmp"))
+    kept = [s for s, _ in Checkpoints(root / RUN_ID / "checkpoints").paths()]
+    assert kept and kept[-1] < 400 and f"ckpt-{kept[-1] + 100:010d}.pt" in result.stderr
+    small_disk.grow(root, 64 * 1024)
+    resumed = blast(root, "resume", RUN_ID, "--deterministic", *db)
+    assert resumed.returncode == 0, resumed.stderr
+    frame = Store.open(db[1]).metrics_frame()
+    frame = frame[(frame.run_id == RUN_ID) & ~frame.name.isin(SPEED_METRICS)]
+    rows = frame.sort_values(["step", "name"])[["step", "frames", "name", "value"]]
+    assert rows.reset_index(drop=True).equals(metric_rows(finished, RUN_ID))
+
+
+def test_a_read_only_results_root_is_one_line_and_writes_nothing(finished, small_disk):
+    read_only = small_disk(1024, read_only=True)
+    db = f"sqlite:///{finished / 'blast.db'}"
+    for args in (["run", *MINIGRID, "--no-progress"], ["report", "--figure", "3", "--db", db]):
+        result = subprocess.run(blast_cmd(*args, "--results", str(read_only)),
+                                capture_output=True, text=True, env=clean_env(), timeout=300)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"error: the results root {read_only}"), result.stderr
+        assert "cannot be written" in result.stderr and result.stderr.count("\n") == 1
+    assert not list(read_only.iterdir())
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -378,8 +378,7 @@ def ladder_statistics(source: RunSource, opts: ReportOptions) -> Report:
     caption = (f"{opts.experiment}: {rule}; seeds are the runs, tasks the envs; stratified "
                f"bootstrap, {opts.reps} reps; ! = fewer than {stats.MIN_SEEDS} seeds or tasks "
                "missing")
-    notes = [rule] + [f"warning: {f} {lab}: {w}" for f, lab, w in
-                      zip(table["family"], table["label"], table["warning"], strict=True) if w]
+    notes = [rule]  # each estimate's warning is in its row of the table, the CSV and the figure
     xlabels = {f: _ylabel(f, opts.metric) for f in table["family"].unique()}
     return Report("stats", stats.stats_figure(table, caption, xlabels), table, notes)
 

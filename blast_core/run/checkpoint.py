@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from blast_core.errors import BlastError
+from blast_core.files import atomic_write
 
 FORMAT = "blast-checkpoint"
 VERSION = 1
@@ -58,13 +59,9 @@ class Checkpoints:
     def save(self, step: int, state: Mapping[str, Any]) -> Path:
         """Write `state` as the checkpoint of `step`; return its path."""
         path = self.directory / f"ckpt-{step:010d}.pt"
-        tmp = path.with_name(path.name + ".tmp")
         payload = {"format": FORMAT, "version": VERSION, "step": step, "state": dict(state)}
-        with open(tmp, "wb") as f:
+        with atomic_write(path, durable=True) as f:
             torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
         _fsync_dir(self.directory)
         for _, old in self.paths()[: -self.keep]:
             old.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ One entry per observation (an episode of N agent steps has N + 1 entries):
 
 from __future__ import annotations
 
-import os
 import struct
 import warnings
 import zipfile
@@ -28,6 +27,7 @@ import numpy as np
 
 from blast_core.config import ReplayConfig
 from blast_core.errors import BlastError
+from blast_core.files import atomic_write
 
 KEYS = ("image", "action", "reward", "is_first", "is_last", "is_terminal")
 DTYPES = {
@@ -143,12 +143,8 @@ class Replay:
         if steps < self.cfg.minlen:
             return None
         name = f"ep-{index:07d}-{steps}.npz"
-        tmp = self.directory / (name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(self.directory / name, durable=True) as f:
             (np.savez if self.cfg.mmap else np.savez_compressed)(f, **episode)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.directory / name)
         self._insert(name, self._open(name, episode) if self.cfg.mmap else episode)
         return name
 

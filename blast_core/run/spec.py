@@ -35,7 +35,8 @@ from blast_core import config as C
 from blast_core.agent.perf import keep_freed_memory
 from blast_core.config import tree as T
 from blast_core.envs import check_inputs
-from blast_core.errors import BlastError
+from blast_core.errors import BlastError, DiskFull
+from blast_core.files import write_text
 from blast_core.run.loop import (
     Diverged,
     Interrupted,
@@ -177,8 +178,8 @@ def prepare(spec: RunSpec, root: Path, say: Callable[[str], None] = print) -> C.
             cfg = T.apply(cfg, own)
     else:
         directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(directory / "run.json", json.dumps(spec.to_dict(), indent=2) + "\n")
-        _write_atomic(stored, T.to_yaml(cfg))
+        write_text(directory / "run.json", json.dumps(spec.to_dict(), indent=2) + "\n")
+        write_text(stored, T.to_yaml(cfg))
     return cfg
 
 
@@ -229,9 +230,14 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
         ctx = RunContext(spec.run_id, directory, spec.seed, store, device, StopFlag(),
                          progress(cfg.schedule.steps, 0), options.say)
         status, reason = _train(cfg, ctx)
-        store.set_status(spec.run_id, status, error=reason)
         if reason:
             options.say(f"{spec.run_id}: {status}: {reason}")
+        try:
+            store.set_status(spec.run_id, status, error=reason)
+        except DiskFull as e:
+            # The database shares the full disk: the row stays `running` until `blast status`
+            # finds the process gone and marks it crashed (resumable all the same).
+            options.say(f"{spec.run_id}: its status could not be stored: {e}")
         return status
 
 
@@ -245,6 +251,9 @@ def _train(cfg: C.Config, ctx: RunContext) -> tuple[str, str | None]:
         return "interrupted", f"{e}; checkpoint written"
     except Diverged as e:
         return "failed", f"diverged: {e}; the last good checkpoint is kept"
+    except DiskFull as e:
+        return "failed", (f"disk full: {e}; free some space, then `blast resume {ctx.run_id}` "
+                          "goes on from the last good checkpoint")
     except BaseException as e:
         ctx.store.set_status(ctx.run_id, "failed", error=f"{type(e).__name__}: {e}"[:2000])
         raise
@@ -323,7 +332,3 @@ def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

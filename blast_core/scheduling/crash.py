@@ -14,9 +14,11 @@ import fcntl
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from blast_core.store import Store
+if TYPE_CHECKING:
+    from blast_core.store import Store
+
 
 STALE_AFTER_S = 1800.0
 """Default heartbeat age that marks a run on another host crashed. Runs heartbeat every

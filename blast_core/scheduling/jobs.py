@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 
 from blast_core import config as C
 from blast_core.config import tree as T
-from blast_core.store import RESUMABLE, Store
+from blast_core.store import RESUMABLE
 
 if TYPE_CHECKING:
     from blast_core.run.spec import RunSpec
+    from blast_core.store import Store
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,13 @@ from blast_core.scheduling.crash import mark_crashed
 from blast_core.scheduling.execution import Execution, Outcome
 from blast_core.scheduling.jobs import Job, job_configs, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
-from blast_core.scheduling.slots import describe, plan_slots, unseen
+from blast_core.scheduling.slots import describe, plan_slots
 from blast_core.scheduling.view import LogView, View, make_view
-from blast_core.store import Store
+from blast_core.store import connect
 
 if TYPE_CHECKING:
     from blast_core.run.spec import RunSpec
+    from blast_core.store import Store
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 PAPER_CPU_UPDATE_S = 10.0
@@ -45,7 +46,7 @@ def run_grid(
     check_executor(ex)
     view = view or (make_view(ex.live) if ex.executor == "local" else LogView())
     experiment = specs[0].experiment
-    store = Store.open(ex.db)
+    store = connect(ex.db)
     store.ensure_experiment(experiment, recipe)
     for run_id in mark_crashed(store, experiment, ex.stale_after):
         view.event(f"{run_id}: crashed (its process is gone); it will be resumed")
@@ -72,7 +73,7 @@ def resume_all(ex: Execution, experiment: str | None = None, view: View | None =
     """Restart every crashed, failed and interrupted run (of one experiment) from its checkpoint."""
     check_executor(ex)
     view = view or (make_view(ex.live) if ex.executor == "local" else LogView())
-    store = Store.open(ex.db)
+    store = connect(ex.db)
     mark_crashed(store, experiment, ex.stale_after)
     jobs = resumable(store, experiment)
     view.event(f"{len(jobs)} run(s) to resume")
@@ -108,9 +109,6 @@ def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome
         view.event(note)
     slots = plan_slots(place)
     view.event(describe(slots))
-    missing = unseen(place)
-    if missing:
-        view.event(missing)
     scheduler = Scheduler(store, jobs, slots, ex.results, blast_command(ex.results, ex.db),
                           ex.max_retries, view)
     states = scheduler.run()

@@ -20,12 +20,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from blast_core.scheduling.jobs import Job
 from blast_core.scheduling.slots import Slot, slot_env
 from blast_core.scheduling.view import LogView, View
-from blast_core.store import Store
+
+if TYPE_CHECKING:
+    from blast_core.store import Store
 
 Command = Callable[[Job, Slot], list[str]]
 PINNING = ("CUDA_VISIBLE_DEVICES", "MUJOCO_EGL_DEVICE_ID", "OMP_NUM_THREADS")

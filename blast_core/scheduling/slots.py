@@ -127,6 +127,15 @@ def placement(gpus: str | None, per_gpu: int | None, workers: int | None,
             raise PlacementError("--gpus all: torch sees no GPU here; leave --gpus out (or "
                                  "give --workers N) for CPU workers")
         parsed = tuple(range(seen))
+    elif parsed:
+        seen = visible_gpus() if visible is None else visible
+        missing = [g for g in parsed if g >= seen]
+        if missing:  # a typo or the wrong machine: every run placed there would fail on start
+            raise PlacementError(
+                f"--gpus names GPU {','.join(map(str, missing))} but torch sees {seen} GPU"
+                f"{'' if seen == 1 else 's'} here"
+                + (f" (0 to {seen - 1})" if seen > 1 else " (0)" if seen else
+                   ": leave --gpus out for CPU workers"))
     if not parsed:
         return Placement((), per_gpu or 1, workers or max(1, cpus // 2), threads,
                          auto=workers is None)
@@ -136,20 +145,6 @@ def placement(gpus: str | None, per_gpu: int | None, workers: int | None,
         per_gpu = max(1, min(AUTO_PER_GPU, cpus // len(parsed),
                              mib // RUN_GPU_MIB if mib else AUTO_PER_GPU))
     return Placement(parsed, per_gpu, 1, threads, auto=auto)
-
-
-def unseen(place: Placement, visible: int | None = None) -> str | None:
-    """A warning when `--gpus` names GPUs this process does not see (a typo, or the wrong
-    machine): their runs would each fail on start. Not an error, so that the pinning can be
-    tried end to end on a machine without them."""
-    if not place.gpus:
-        return None  # CPU workers: no need to load torch here to ask
-    seen = visible_gpus() if visible is None else visible
-    missing = [g for g in place.gpus if g >= seen]
-    if not missing:
-        return None
-    return (f"warning: --gpus names GPU {','.join(map(str, missing))} but torch sees "
-            f"{seen} GPU{'s' if seen != 1 else ''} here: runs placed there will fail")
 
 
 def describe(slots: list[Slot]) -> str:

@@ -33,10 +33,11 @@ from blast_core.scheduling.execution import Execution, Outcome, SlurmOptions
 from blast_core.scheduling.jobs import Job, job_configs
 from blast_core.scheduling.local import Scheduler, blast_command
 from blast_core.scheduling.slots import Placement, plan_slots
-from blast_core.store import Store
+from blast_core.store import connect
 
 if TYPE_CHECKING:
     from blast_core.scheduling.view import View
+    from blast_core.store import Store
 
 
 class SlurmError(BlastError):
@@ -72,7 +73,7 @@ class RunPack:
         return {k: v for k, v in self.__dict__.items() if k != "_scheduler"} | {"_scheduler": None}
 
     def __call__(self) -> dict[str, str]:
-        store = Store.open(self.db)
+        store = connect(self.db)
         if job_id := slurm_job_id():
             store.set_slurm_job([job.run_id for job in self.jobs], job_id)
         for job in self.jobs:

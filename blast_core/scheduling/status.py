@@ -7,7 +7,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -18,7 +18,10 @@ from blast_core.config import RUNG_IDS
 from blast_core.errors import BlastError
 from blast_core.scheduling.crash import lock_held, pid_alive
 from blast_core.scheduling.view import STYLE, counts_line
-from blast_core.store import STATUSES, Store
+from blast_core.store import STATUSES
+
+if TYPE_CHECKING:
+    from blast_core.store import Store
 
 SCORE = "eval_score"
 

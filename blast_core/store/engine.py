@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from blast_core.errors import BlastError
@@ -52,14 +52,19 @@ class StoreError(BlastError):
     """A bad database URL, an unknown run, or a database that cannot be reached."""
 
 
-def make_engines(url: str) -> tuple[Engine, Engine]:
-    """(reader, writer) engines on one pool; the writer's transactions take the write lock first."""
+def parse_url(url: str) -> URL:
+    """`url` parsed, or a StoreError that names it."""
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except ArgumentError:
         raise StoreError(
             f"bad database URL {url!r}: expected sqlite:///PATH or postgresql+psycopg://..."
         ) from None
+
+
+def make_engines(url: str) -> tuple[Engine, Engine]:
+    """(reader, writer) engines on one pool; the writer's transactions take the write lock first."""
+    parsed = parse_url(url)
     backend = parsed.get_backend_name()
     if backend == "postgresql" and parsed.get_driver_name() != "psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")  # the driver that is installed
@@ -147,6 +152,14 @@ def is_transient(error: BaseException) -> bool:
         or code in ("40001", "40P01")  # serialization failure, deadlock
         or (isinstance(error, OperationalError) and code.startswith("08"))  # connection lost
     )
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """SQLite's SQLITE_FULL or PostgreSQL's disk_full (53100)."""
+    if not isinstance(error, DBAPIError):
+        return False
+    return ("disk is full" in str(error.orig).lower()
+            or getattr(error.orig, "sqlstate", None) == "53100")
 
 
 def retrying(fn: Callable[[], T], attempts: int = WRITE_ATTEMPTS) -> T:

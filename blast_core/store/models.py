@@ -29,12 +29,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 BigId = BigInteger().with_variant(Integer, "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
 
-STATUSES = ("queued", "running", "done", "failed", "crashed", "interrupted", "cancelled")
-"""Every state a run can be in (the contract between the runs and the scheduler)."""
-ACTIVE = ("queued", "running")
-"""States of a run that is waiting for or holding a process."""
-RESUMABLE = ("crashed", "failed", "interrupted")
-"""States that `blast resume --all` restarts from the last checkpoint."""
 
 
 class UTCDateTime(TypeDecorator):

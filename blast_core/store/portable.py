@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from blast_core.store.engine import StoreError
-from blast_core.store.models import ACTIVE
+from blast_core.store.states import ACTIVE
 from blast_core.store.store import Store
 
 FORMAT = "blast-export"

@@ -16,19 +16,21 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, DBAPIError
 
+from blast_core.errors import DiskFull
 from blast_core.store import gitinfo
 from blast_core.store.engine import (
     StoreError,
     current_revision,
     head_revision,
+    is_disk_full,
     make_engines,
     migrate,
+    parse_url,
     retrying,
 )
 from blast_core.store.models import (
-    STATUSES,
     Checkpoint,
     Experiment,
     Metric,
@@ -36,11 +38,12 @@ from blast_core.store.models import (
     UTCDateTime,
     utcnow,
 )
+from blast_core.store.states import ACTIVE, STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
 
-TERMINAL = frozenset(STATUSES) - {"queued", "running"}
+TERMINAL = frozenset(STATUSES) - set(ACTIVE)
 FRAME_COLUMNS = ["run_id", "experiment", "env", "rung", "seed", "preset", "step", "frames",
                  "name", "value"]
 
@@ -88,7 +91,7 @@ class Store:
         """Open a database that must already exist: for commands that read runs or act on them
         (status, ls, cancel, resume, report), where a SQLite file that is not there means the
         wrong results root, not an empty database to create as a side effect."""
-        parsed = make_url(url)
+        parsed = parse_url(url)
         path = parsed.database
         if parsed.get_backend_name() == "sqlite" and path not in (None, "", ":memory:"):
             if not os.path.exists(os.path.expanduser(path)):
@@ -119,7 +122,12 @@ class Store:
             with self._write.begin() as conn:
                 return fn(conn)
 
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        except DBAPIError as e:
+            if is_disk_full(e):
+                raise DiskFull(f"no space left for the database {self.shown_url}") from None
+            raise
 
     def ensure_experiment(self, name: str, recipe: str | None = None) -> None:
         """Create the experiment if it is new; a recipe given replaces the stored one."""
