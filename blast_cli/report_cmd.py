@@ -97,6 +97,13 @@ def report(
                            "running, interrupted or failed).")
     ] = False,
     reps: Annotated[int, typer.Option("--reps", help="Bootstrap replications.")] = 2000,
+    per_env: Annotated[
+        bool, typer.Option("--per-env", help="--stats for each env on its own as well.")
+    ] = False,
+    versus: Annotated[
+        str | None, typer.Option("--versus", help="--stats also gives P(rung > RUNG) for every "
+                                 "other rung, e.g. --versus dv2.")
+    ] = None,
     ylim: Annotated[
         str | None,
         typer.Option("--ylim", help="Score axis LOW,HIGH of figures 3-7, e.g. -2,5 (what falls "
@@ -113,7 +120,7 @@ def report(
     opts = build.ReportOptions(experiment=experiment, metric=metric, last=last, bin=bin_,
                                preset=preset, settings=settings, reps=reps,
                                compare_settings=compare_settings, ylim=_ylim(ylim),
-                               done_only=done,
+                               done_only=done, per_env=per_env, versus=versus,
                                rungs=rung_list(rungs) if rungs is not None else None)
     number = int(figure.value) if figure is not None else None
     folder = out if out is not None else results_root(results) / "reports" / experiment

@@ -113,3 +113,24 @@ def test_stats_figure_has_two_panels_per_family_in_ladder_order():
     assert len(poi_ax.get_yticklabels()) == 5
     # Every number here rests on 2 seeds, so every row carries the warning mark.
     assert sum(t.get_text() == " !" for ax in fig.axes for t in ax.texts) == 6 + 5
+
+
+def test_per_env_rows_and_pairs_versus_a_baseline():
+    """`--per-env --versus dv2`: after the family's rows, each env alone (one task, its seeds),
+    and P(rung > dv2) for every rung beside the adjacent pairs."""
+    final = final_of(ladder_rows(seeds=5))
+    final = final[final["rung"].isin(["dv2", "bn", "ar_prior"])]
+    table = stats.ladder_stats(final, reps=REPS, per_env=True, versus="dv2")
+    assert list(dict.fromkeys(table["family"])) == ["minigrid", *VARIANTS]
+    fam = table[(table["family"] == "minigrid") & (table["kind"] == "poi")]
+    assert [tuple(p) for p in fam[["rung", "versus"]].to_numpy()] == [
+        ("bn", "dv2"), ("ar_prior", "bn"), ("ar_prior", "dv2")]
+    for t, env in enumerate(VARIANTS):
+        part = table[table["family"] == env].set_index(["kind", "rung", "versus"])
+        assert set(part["tasks"]) == {"1/1"}
+        iqm = part.loc[("iqm", "ar_prior", "")]
+        assert iqm["estimate"] == pytest.approx(
+            scipy.stats.trim_mean(matrix(final, "ar_prior")[:, t], 0.25))
+        x, y = matrix(final, "ar_prior")[:, t], matrix(final, "dv2")[:, t]
+        by_hand = np.mean([(a > b) + 0.5 * (a == b) for a in x for b in y])
+        assert part.loc[("poi", "ar_prior", "dv2")]["estimate"] == pytest.approx(by_hand)

@@ -64,6 +64,11 @@ class ReportOptions:
     done_only: bool = False
     """Only runs that finished (state `done`): a figure of final scores without the runs still
     on their way."""
+    per_env: bool = False
+    """--stats also for each env on its own (its seeds alone), after its family's rows."""
+    versus: str | None = None
+    """--stats also gives P(rung > `versus`) for every other rung (e.g. each change over dv2),
+    beside the adjacent pairs of the ladder."""
     ylim: tuple[float, float] | None = None
     """Score axis (low, high) of figures 3-7, e.g. to look past a run's first evaluations;
     None: fitted to the data. What falls outside leaves the view, never the CSV."""
@@ -373,13 +378,16 @@ def ladder_statistics(source: RunSource, opts: ReportOptions) -> Report:
     final = frames.final_scores(load_metrics(source, runs, [opts.metric]), opts.metric, opts.last)
     if final.empty:
         raise BlastError(f"experiment {opts.experiment!r} has no {opts.metric} rows yet")
-    table = stats.ladder_stats(final, reps=opts.reps)
+    if opts.versus is not None and opts.versus not in set(final["rung"]):
+        raise BlastError(f"--versus {opts.versus}: experiment {opts.experiment!r} has no final "
+                         f"scores of that rung (it has {', '.join(sorted(set(final['rung'])))})")
+    table = stats.ladder_stats(final, reps=opts.reps, per_env=opts.per_env, versus=opts.versus)
     rule = frames.final_rule_text(opts.last).split(";")[0]
     caption = (f"{opts.experiment}: {rule}; seeds are the runs, tasks the envs; stratified "
                f"bootstrap, {opts.reps} reps; ! = fewer than {stats.MIN_SEEDS} seeds or tasks "
                "missing")
     notes = [rule]  # each estimate's warning is in its row of the table, the CSV and the figure
-    xlabels = {f: _ylabel(f, opts.metric) for f in table["family"].unique()}
+    xlabels = {g: _ylabel(frames.family(g), opts.metric) for g in table["family"].unique()}
     return Report("stats", stats.stats_figure(table, caption, xlabels), table, notes)
 
 

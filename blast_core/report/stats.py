@@ -75,11 +75,14 @@ def _warning(seeds: int, tasks: int, total: int, dropped: int) -> str:
     return "; ".join(notes)
 
 
-def _pairs(rungs: list[str]) -> list[tuple[str, str]]:
-    """(rung, the one before it) for adjacent ladder rungs present, latent only vs +AR, and with
-    `--compare-settings` each other kind of run of a rung vs its first (`order_series`)."""
+def _pairs(rungs: list[str], versus: str | None = None) -> list[tuple[str, str]]:
+    """(rung, the one before it) for adjacent ladder rungs present, latent only vs +AR, with
+    `--compare-settings` each other kind of run of a rung vs its first (`order_series`), and
+    with `versus` every other rung against that one (`--versus dv2`: each change over DV2)."""
     ladder = [r for r in LADDER_IDS if r in rungs]
     pairs = list(zip(ladder[1:], ladder[:-1], strict=True))
+    if versus in rungs:
+        pairs += [(r, versus) for r in rungs if r != versus and (r, versus) not in pairs]
     if "latent_only" in rungs and "ar_prior" in rungs:
         pairs.append(("latent_only", "ar_prior"))
     first = {}
@@ -101,12 +104,14 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     return float(by_task.mean())
 
 
-def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0) -> pd.DataFrame:
-    """IQM rows (one per rung with data) and probability-of-improvement rows for one family."""
+def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0,
+                 versus: str | None = None) -> pd.DataFrame:
+    """IQM rows (one per rung with data) and probability-of-improvement rows for one family, or
+    for one env when `fam` is an env id (its seeds alone: one task)."""
     from rliable import library as rly
     from rliable import metrics
 
-    final = final[[family(e) == fam for e in final["env"]]]
+    final = final[[fam in (e, family(e)) for e in final["env"]]]
     tasks = order_envs(final["env"])
     rungs = order_series(final["rung"])
     mats = {r: score_matrix(final, r, tasks) for r in rungs}
@@ -120,7 +125,7 @@ def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0) -> pd.
             rows.append([fam, "iqm", r, "", rung_label(r), float(point[r][0]), float(ci[r][0, 0]),
                          float(ci[r][1, 0]), mat.shape[0], f"{len(have)}/{len(tasks)}",
                          _warning(mat.shape[0], len(have), len(tasks), dropped)])
-        for r, prev in _pairs(rungs):
+        for r, prev in _pairs(rungs, versus):
             common = [t for t in mats[r][1] if t in mats[prev][1]]
             if not common:
                 continue
@@ -138,11 +143,15 @@ def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0) -> pd.
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def ladder_stats(final: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """`family_stats` for every env family present, MiniGrid first."""
+def ladder_stats(final: pd.DataFrame, reps: int = 2000, seed: int = 0, *,
+                 per_env: bool = False, versus: str | None = None) -> pd.DataFrame:
+    """`family_stats` for every env family present, MiniGrid first; with `per_env`, each
+    family followed by each of its envs on its own."""
     fams = [f for f in ("minigrid", "dmc") if any(family(e) == f for e in final["env"])]
     fams += sorted({family(e) for e in final["env"]} - set(fams))
-    parts = [family_stats(final, f, reps, seed) for f in fams]
+    groups = [g for f in fams for g in [f, *(
+        order_envs([e for e in final["env"] if family(e) == f]) if per_env else [])]]
+    parts = [family_stats(final, g, reps, seed, versus) for g in groups]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
 
 
