@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,10 +26,8 @@ from rich.progress import (
 from rich.text import Text
 
 from blast_cli import options
+from blast_core.run.spec import Options, RunSpec
 from blast_core.store import check_destination, db_url, prepare_results_root
-
-if TYPE_CHECKING:
-    from blast_core.run import spec as runs
 
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
 
@@ -111,19 +109,15 @@ class PlainProgress:
 
 
 def _options(device: str, deterministic: bool, threads: int | None, no_progress: bool,
-             label: str) -> runs.Options:
-    from blast_core.run import (
-        spec as runs,  # torch: imported only when a run starts, not for `blast --help`
-    )
-
+             label: str) -> Options:
     if no_progress:
         factory = None
     elif sys.stdout.isatty():
         factory = lambda total, step: RichProgress(label, total)  # noqa: E731
     else:
         factory = lambda total, step: PlainProgress(label, total)  # noqa: E731
-    return runs.Options(device=device, deterministic=deterministic, threads=threads,
-                        progress=factory)
+    return Options(device=device, deterministic=deterministic, threads=threads,
+                   progress=factory)
 
 
 def run(
@@ -142,13 +136,13 @@ def run(
     no_progress: NoProgressBar = False,
 ) -> None:
     """Train one run; running the same command again resumes it from its last checkpoint."""
-    from blast_core.run import spec as runs
+    from blast_core.run import process  # torch: only once a run starts, not for `blast --help`
 
-    spec = runs.RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
-    runs.check_device(device)
+    spec = RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
+    process.check_device(device)
     root, url = check_destination(db, results)
-    status = runs.start(spec, root, url,
-                        _options(device, deterministic, threads, no_progress, spec.name))
+    status = process.start(spec, root, url,
+                           _options(device, deterministic, threads, no_progress, spec.name))
     typer.echo(f"{spec.run_id}: {status}")
     raise typer.Exit(EXIT_CODES[status])
 
@@ -163,13 +157,13 @@ def resume(
     no_progress: NoProgressBar = False,
 ) -> None:
     """Continue runs from their last checkpoints, one after another, with their stored configs."""
-    from blast_core.run import spec as runs
+    from blast_core.run import process  # torch: only once a run starts, not for `blast --help`
 
     root = prepare_results_root(results, create=False)  # a run to resume is already there
     worst = 0
     for run_id in run_ids:
         opts = _options(device, deterministic, threads, no_progress, run_id.split("/")[-1])
-        status = runs.resume(run_id, root, db_url(db, root), opts)
+        status = process.resume(run_id, root, db_url(db, root), opts)
         typer.echo(f"{run_id}: {status}")
         worst = max(worst, EXIT_CODES[status])
         if status == "interrupted":

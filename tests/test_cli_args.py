@@ -77,3 +77,13 @@ def test_an_unexpected_exception_is_a_bug_report_not_a_user_error(monkeypatch, c
     assert ended.value.code == 70
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err
     assert err.rstrip().endswith("with the traceback above and the command that gave it")
+
+
+def test_a_run_spec_is_plain_data_without_torch() -> None:
+    """The scheduler and the CLI import specs at the top of their files: a spec must not drag
+    in torch, the environments' gymnasium or the database's SQLAlchemy."""
+    probe = ("import sys, blast_core.run.spec, blast_core.scheduling\n"
+             f"print(*sorted(m for m in {HEAVY!r} + ('gymnasium',) if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "", done.stdout

@@ -256,7 +256,7 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
         raise BlastError("--clock cpu times CPU work; use it with --device cpu")
     global _clock
     _clock = CLOCKS[clock]
-    keep_freed_memory()  # as training runs do (blast_core.run.spec.configure_torch)
+    keep_freed_memory()  # as training runs do (blast_core.run.process.configure_torch)
     peak = matmul_peak(dev)
     echo(format_header())
     doc: dict[str, Any] = {

@@ -24,7 +24,7 @@ from blast_core.errors import BlastError
 def _import_seconds() -> float:
     """Wall time of a fresh interpreter importing what a run process imports."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import blast_cli.run_cmd, blast_core.run.spec"],
+    subprocess.run([sys.executable, "-c", "import blast_cli.run_cmd, blast_core.run.process"],
                    check=True, capture_output=True)
     return time.perf_counter() - t0
 

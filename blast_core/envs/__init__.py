@@ -12,10 +12,13 @@ backend) for a DMC id.
 
 from __future__ import annotations
 
-import gymnasium as gym
+from typing import TYPE_CHECKING
 
 from blast_core.config import ConfigError, EnvConfig, make_config
 from blast_core.config.ids import DMC_PAPER_IDS, ENV_IDS, MINIGRID_IDS, VARIANTS
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 __all__ = [
     "DMC_PAPER_IDS",

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 
 from blast_core import config as C
 from blast_core.config import tree as T
+from blast_core.envs import check_env_id
+from blast_core.run.spec import RunSpec, prepare
 from blast_core.store import RESUMABLE
 
 if TYPE_CHECKING:
-    from blast_core.run.spec import RunSpec
     from blast_core.store import Store
 
 
@@ -58,9 +59,6 @@ def grid(
 
     Ordered seed-major (all of seed 0 first) so that a partial ladder covers every cell early.
     """
-    from blast_core.envs import check_env_id
-    from blast_core.run.spec import RunSpec  # imports torch: only where a grid is made
-
     for env in dict.fromkeys(envs):
         check_env_id(env)
     for rung in rungs:
@@ -99,8 +97,6 @@ def plan(store: Store, specs: Sequence[RunSpec], results: Path) -> Plan:
         elif state == "running":
             out.skipped[spec.run_id] = f"running on {row['host']} (pid {row['pid']})"
         else:
-            from blast_core.run.spec import prepare
-
             # run.json and config.yaml before the row: a run the store knows is resumable by id
             # even when its worker dies before it starts (Ctrl-C in the first second).
             prepare(spec, results, say=lambda _: None)

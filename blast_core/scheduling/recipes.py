@@ -17,15 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from blast_core import config as C
 from blast_core.errors import BlastError
-
-if TYPE_CHECKING:
-    from blast_core.run.spec import RunSpec
+from blast_core.run.spec import RunSpec
+from blast_core.scheduling.jobs import grid
 
 KEYS = ("experiment", "description", "envs", "rungs", "seeds", "preset", "steps", "set")
 
@@ -133,7 +132,5 @@ def load(path: str | Path) -> Recipe:
 
 def specs(recipe: Recipe, experiment: str | None = None) -> list[RunSpec]:
     """The recipe's runs (env x rung x seed), validated."""
-    from blast_core.scheduling import grid
-
     return grid(recipe.envs, recipe.rungs, recipe.seeds, recipe.preset,
                 experiment or recipe.experiment, recipe.steps, recipe.overrides)
