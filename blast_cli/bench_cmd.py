@@ -30,7 +30,7 @@ def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
 
 
 def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, warmup: int,
-                  path: str, device: str | None, threads: int | None, precision: str,
+                  device: str | None, threads: int | None, precision: str,
                   clock: str, set_: list[str]) -> dict[str, Any]:
     from blast_core.bench.models import bench_models
     from blast_core.config import tree as T
@@ -41,7 +41,7 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
         import torch
 
         torch.set_num_threads(threads)
-    doc = bench_models(preset, family, rungs, device, reps, warmup, path, echo=typer.echo,
+    doc = bench_models(preset, family, rungs, device, reps, warmup, echo=typer.echo,
                        precision=precision, clock=clock, overrides=T.parse_overrides(set_))
     typer.echo(f"({doc['device']}, torch {doc['torch']}, {precision}, fp32 matmul peak "
                f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, {clock} clock, median of {reps} after "
@@ -61,10 +61,10 @@ def _print_baseline(doc: dict[str, Any], path: Path) -> None:
         raise BlastError(f"baseline {path} shares no rung with this run")
     typer.echo(f"ratios against {path} (times: baseline / now, above 1 is faster now; "
                "others: now / baseline)")
-    typer.echo(f"{'rung':10} {'path':5} " + " ".join(f"{m:>14}" for m in METRICS))
+    typer.echo(f"{'rung':10} " + " ".join(f"{m:>14}" for m in METRICS))
     for row in rows:
         cells = " ".join(f"{row[m]:14.2f}" if m in row else f"{'-':>14}" for m in METRICS)
-        typer.echo(f"{row['rung']:10} {row['path']:5} {cells}")
+        typer.echo(f"{row['rung']:10} {cells}")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -114,9 +114,6 @@ def bench(
     ] = None,
     reps: Annotated[int, typer.Option(help="Timed repetitions (the median is reported).")] = 3,
     warmup: Annotated[int, typer.Option(help="Untimed repetitions before them.")] = 2,
-    path: Annotated[
-        str, typer.Option(help="fast (the default update), plain (its reference) or both.")
-    ] = "fast",
     device: Annotated[
         str | None, typer.Option(help="cpu or cuda (default: cuda when there is one).")
     ] = None,
@@ -159,7 +156,7 @@ def bench(
         result["mujoco_gl"] = os.environ.get("MUJOCO_GL")
     else:
         result.update(_bench_models(preset or "paper", env_family or "minigrid", rung, reps,
-                                    warmup, path, device, threads, precision, clock, set_ or []))
+                                    warmup, device, threads, precision, clock, set_ or []))
         if baseline is not None:
             _print_baseline(result, baseline)
     if json_file is not None:

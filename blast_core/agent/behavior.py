@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -15,7 +15,7 @@ from blast_core.agent.dists import OneHot, TruncNormal
 from blast_core.agent.losses import actor_loss, critic_loss, imagination_weight, lambda_return
 from blast_core.agent.nets import MLP
 from blast_core.agent.optim import Optimizer
-from blast_core.agent.perf import autocast, fast_path
+from blast_core.agent.perf import autocast
 from blast_core.agent.rssm import State
 from blast_core.config import Config
 
@@ -109,17 +109,8 @@ class ActorCritic(nn.Module):
         `in_graph`: the caller is being captured, so the rollout must not be a graph of its own."""
         cfg = self.cfg
         start = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
-        # The fast path keeps the actor's outputs of the rollout, with their graph, for the loss
-        # below instead of running the actor again on the same (detached) features.
         outs: list[Tensor] = []
-
-        def act(feat: Tensor) -> Tensor:
-            if not fast_path():
-                return self.policy(feat).sample()
-            with torch.enable_grad():
-                outs.append(self.actor(feat))
-            return self._dist(outs[-1]).sample()
-
+        act = self._rollout_actor(outs)
         # Only `dynamics` gradients need the imagined trajectory's graph.
         with frozen(wm), torch.set_grad_enabled(self.grad != "reinforce"):
             if not in_graph and self._graphs(start["deter"]):
@@ -154,6 +145,17 @@ class ActorCritic(nn.Module):
             imag_reward=reward.detach().mean(), imag_return=target.detach().mean(),
         )
         return loss_actor, loss_critic, metrics
+
+    def _rollout_actor(self, outs: list[Tensor]) -> Callable[[Tensor], Tensor]:
+        """The rollout's policy. It keeps the actor's outputs, with their graph, in `outs`, so
+        that the loss need not run the actor again on the same (detached) features."""
+
+        def act(feat: Tensor) -> Tensor:
+            with torch.enable_grad():
+                outs.append(self.actor(feat))
+            return self._dist(outs[-1]).sample()
+
+        return act
 
     def _graphs(self, like: Tensor, any_grad: bool = False) -> bool:
         """Whether to graph: the whole step (`any_grad`) for either actor gradient, the rollout

@@ -40,7 +40,6 @@ from torch import Tensor, nn
 
 from blast_core.agent.dists import OneHot
 from blast_core.agent.nets import dense, init_
-from blast_core.agent.perf import fast_path
 
 
 def degrees(units: int, groups: int, first: int) -> Tensor:
@@ -87,21 +86,14 @@ class MADEPrior(nn.Module):
 
     def sample(self, h: Tensor, classes: int, sample: bool = True) -> tuple[Tensor, Tensor]:
         """Groups drawn one after another: logits and straight-through samples, [N, S·width]."""
-        step = self._sample_blocks if fast_path() else self._sample_passes
         logits, stochs = [], []
-        for group_logits in step(h, stochs):
+        for group_logits in self._group_logits(h, stochs):
             dist = OneHot(group_logits.reshape(h.shape[0], -1, classes), dims=1)
             stochs.append((dist.sample() if sample else dist.mode()).reshape(h.shape[0], -1))
             logits.append(dist.logits.reshape(h.shape[0], -1))
         return torch.cat(logits, 1), torch.cat(stochs, 1)
 
-    def _sample_passes(self, h: Tensor, stochs: list[Tensor]) -> Iterator[Tensor]:
-        """The reference: the whole masked pass per group, later groups' inputs zero (unseen)."""
-        for i in range(self.groups):
-            known = torch.cat([*stochs, h.new_zeros(h.shape[0], (self.groups - i) * self.width)], 1)
-            yield self(h, known)[:, i * self.width:(i + 1) * self.width]
-
-    def _sample_blocks(self, h: Tensor, stochs: list[Tensor]) -> Iterator[Tensor]:
+    def _group_logits(self, h: Tensor, stochs: list[Tensor]) -> Iterator[Tensor]:
         """Each layer's block of degree i computed once, after z_<i is known (`stochs`, which the
         caller extends with z_i after each yield). Inside the prefixes read here every mask entry
         is one, so the weights are sliced instead of masked.

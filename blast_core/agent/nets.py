@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blast_core.agent.perf import fast_path
 from blast_core.config import DecoderConfig, EncoderConfig
 
 # Keras defaults, which DreamerV2 relies on: BatchNorm momentum 0.99 (torch counts 1 - 0.99),
@@ -84,11 +83,11 @@ class _InputGrad(torch.autograd.Function):
 
 def gather_ok(x: Tensor) -> bool:
     """Whether a layer reading x may run as `onehot_linear` (and the decoder's last layer as
-    `_SubPixelConvT`): on the fast path, in fp32 (under autocast the layers stay torch's own),
-    on CPU. These trade FLOPs for more, smaller kernels, which pays where the update is
-    FLOP-bound (CPU) and is unmeasured where it is launch-bound (GPU; there embedding_bag's
-    backward also adds atomically, which deterministic mode refuses)."""
-    return fast_path() and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+    `_SubPixelConvT`): in fp32 (under autocast the layers stay torch's own), on CPU. These
+    trade FLOPs for more, smaller kernels, which pays where the update is FLOP-bound (CPU) and
+    is unmeasured where it is launch-bound (GPU; there embedding_bag's backward also adds
+    atomically, which deterministic mode refuses)."""
+    return x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
 
 
 def onehot_linear(x: Tensor, layer: nn.Linear, groups: int, classes: int) -> Tensor:
@@ -182,10 +181,9 @@ class Encoder(nn.Module):
         """image: float [..., 3, H, W] in [-0.5, 0.5] -> [..., out]; all frames in one call."""
         lead = image.shape[:-3]
         x = image.reshape(-1, *image.shape[-3:])
-        if fast_path():
-            # oneDNN's and cuDNN's convolutions are faster on NHWC (1.3x on the paper encoder on
-            # 2 CPU cores, mostly the first, 3-channel layer); the values are the same.
-            x = x.contiguous(memory_format=torch.channels_last)
+        # oneDNN's and cuDNN's convolutions are faster on NHWC (1.3x on the paper encoder on
+        # 2 CPU cores, mostly the first, 3-channel layer); the values are the same.
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x).reshape(*lead, -1)
 
 
@@ -213,16 +211,13 @@ class Decoder(nn.Module):
 
     def forward(self, feat: Tensor) -> Tensor:
         lead = feat.shape[:-1]
-        if fast_path():
-            gather = gather_ok(feat)
-            x = onehot_linear(feat, self.linear, *self.onehot) \
-                if self.onehot and gather else self.linear(feat)
-            x = self._first_as_matmul(x.reshape(-1, self.depth))
-            x = self.net[1:-1](x.contiguous(memory_format=torch.channels_last))
-            last = self.net[-1]
-            x = _SubPixelConvT.apply(x, last.weight, last.bias) if gather else last(x)
-        else:
-            x = self.net(self.linear(feat).reshape(-1, self.depth, 1, 1))
+        gather = gather_ok(feat)
+        x = onehot_linear(feat, self.linear, *self.onehot) \
+            if self.onehot and gather else self.linear(feat)
+        x = self._first_as_matmul(x.reshape(-1, self.depth))
+        x = self.net[1:-1](x.contiguous(memory_format=torch.channels_last))
+        last = self.net[-1]
+        x = _SubPixelConvT.apply(x, last.weight, last.bias) if gather else last(x)
         return x.reshape(*lead, *x.shape[1:]).float()  # the image NLL in fp32 under autocast
 
     def _first_as_matmul(self, x: Tensor) -> Tensor:

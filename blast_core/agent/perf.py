@@ -1,11 +1,9 @@
-"""How the update's arithmetic runs: the fast path or the plain one it is checked against, fp32
-or bf16 autocast, and how the process gets its memory.
+"""How the update's arithmetic runs: fp32 or bf16 autocast, and how the process gets its memory.
 
-The fast path computes the same functions as the plain path (only the order of floating-point
-sums changes, and random numbers are drawn in the same order), so every test of the agent holds
-for both. The plain path is kept as the readable reference: `tests/test_fast_path.py` compares
-losses and gradients of the two on a fixed batch, and `blast bench --path both` times the two
-side by side.
+The agent's fast kernels (NHWC convolutions, one-hot gathers, the batched AR prior and posterior
+chain) compute what the plain layers compute, only summing in another order; the plain versions
+are the test oracles (`tests/oracles.py`), and `tests/test_fast_path.py` compares a whole update
+both ways.
 """
 
 from __future__ import annotations
@@ -14,28 +12,9 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 
 import torch
-
-_fast = True
-
-
-def fast_path() -> bool:
-    """Whether the agent's fast kernels are on (the default)."""
-    return _fast
-
-
-@contextmanager
-def plain_path(plain: bool = True) -> Iterator[None]:
-    """Run the enclosed code on the plain path (or, with plain=False, on the fast one)."""
-    global _fast
-    before, _fast = _fast, not plain
-    try:
-        yield
-    finally:
-        _fast = before
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager:

@@ -29,7 +29,6 @@ from blast_core.agent.nets import (
     onehot_index,
     onehot_linear,
 )
-from blast_core.agent.perf import fast_path
 from blast_core.config import RSSMConfig
 
 State = dict[str, Tensor]
@@ -117,11 +116,7 @@ class RSSM(nn.Module):
         B·T positions at once (and the AR prior needs the target posterior as its teacher)."""
         B, T = embed.shape[:2]
         state = state or self.initial(B, embed.device)
-        if fast_path():
-            step = self._obs_steps(embed, action, is_first)
-        else:
-            def step(prev: State, t: int) -> State:
-                return self.obs_step(prev, action[:, t], embed[:, t], is_first[:, t])
+        step = self._obs_steps(embed, action, is_first)
         states = []
         for t in range(T):
             state = step(state, t)
@@ -175,8 +170,7 @@ class RSSM(nn.Module):
                 logits, stoch = self.made.sample(h, c.discrete, sample)
         elif teacher is not None:
             teacher = teacher.reshape(-1, c.ar_steps, c.stoch // c.ar_steps * c.discrete)
-            forced = self._ar_forced if fast_path() else self._ar_forced_plain
-            logits, stoch = forced(h, teacher)
+            logits, stoch = self._ar_forced(h, teacher)
         else:
             logits, stoch = self._ar_sampled(h, sample)
         return logits.reshape(*lead, c.stoch, c.discrete), stoch.reshape(*lead, c.stoch,
@@ -195,15 +189,6 @@ class RSSM(nn.Module):
         eye = torch.eye(self.cfg.discrete, device=like.device, dtype=like.dtype)
         w_x, _ = self.ar_gru.split_weight()
         return F.linear(self.ar_sample_in(eye), w_x, self.ar_gru.linear.bias)
-
-    def _ar_forced_plain(self, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher forcing one group at a time (the reference of `_ar_forced`)."""
-        state, logits = h, []
-        for i in range(self.cfg.ar_steps):
-            logits.append(self._ar_head(state, i))
-            if i + 1 < self.cfg.ar_steps:  # the last GRU update would be discarded
-                state = self.ar_gru(self.ar_sample_in(teacher[:, i]), state)
-        return torch.cat(logits, 1), teacher
 
     def _ar_forced(self, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher forcing with only the GRU's h half left in the sequential loop: the teacher's
@@ -242,7 +227,7 @@ class RSSM(nn.Module):
         k = c.stoch // c.ar_steps
         w_x, w_h = self.ar_gru.split_weight()
         table = None
-        if fast_path() and k == 1 and not torch.is_grad_enabled():
+        if k == 1 and not torch.is_grad_enabled():
             table = self._ar_input_table(h)
         state, logits, stochs = h, [], []
         for i in range(c.ar_steps):

@@ -39,7 +39,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from blast_core.agent import ActSpace, Agent, graphs
 from blast_core.agent.behavior import frozen
-from blast_core.agent.perf import autocast, keep_freed_memory, plain_path
+from blast_core.agent.perf import autocast, keep_freed_memory
 from blast_core.config import FAMILIES, LADDER_IDS, RUNG_IDS, Config, make_config
 from blast_core.errors import BlastError
 
@@ -50,7 +50,6 @@ FAMILY_ENVS: dict[str, tuple[str, ActSpace]] = {
 }
 METRICS = ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "act_ms", "peak_mb",
            "reserved_mb", "flops", "gflops_per_s")
-PATHS = ("fast", "plain", "both")
 
 
 def synthetic_batch(cfg: Config, act: ActSpace, seed: int = 0) -> dict[str, Tensor]:
@@ -227,18 +226,16 @@ def _act_ms(agent: Agent, batch: dict[str, Tensor], device: torch.device, reps: 
 
 def bench_models(preset: str = "paper", family: str = "minigrid",
                  rungs: Sequence[str] | None = None, device: str | None = None,
-                 reps: int = 3, warmup: int = 2, path: str = "fast",
+                 reps: int = 3, warmup: int = 2,
                  echo: Callable[[str], None] = print, precision: str = "fp32",
                  clock: str = "wall",
                  overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Benchmark each rung on `path` (fast, plain, or both side by side, plain first) and return
-    the JSON document of `blast bench --json`. `precision` is the agent's `Config.precision`;
-    `overrides` are config keys set as `blast run --set` sets them (a variant's cost)."""
+    """Benchmark each rung and return the JSON document of `blast bench --json`. `precision`
+    is the agent's `Config.precision`; `overrides` are config keys set as `blast run --set`
+    sets them (a variant's cost)."""
     overrides = dict(overrides or {})
     if family not in FAMILIES:
         raise BlastError(f"unknown env family {family!r}; valid: {', '.join(FAMILIES)}")
-    if path not in PATHS:
-        raise BlastError(f"unknown path {path!r}; valid: {', '.join(PATHS)}")
     if clock not in CLOCKS:
         raise BlastError(f"unknown clock {clock!r}; valid: {', '.join(CLOCKS)}")
     if reps < 1 or warmup < 0:
@@ -266,13 +263,10 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
         "overrides": overrides, "results": [],
     }
     for rung in rungs:
-        for p in (("plain", "fast") if path == "both" else (path,)):
-            with plain_path(p == "plain"):
-                row = {"rung": rung, "path": p,
-                       **bench_rung(configs[rung], act, dev, reps, warmup)}
-            row["utilization"] = row["gflops_per_s"] / peak
-            doc["results"].append(row)
-            echo(format_row(row))
+        row = {"rung": rung, **bench_rung(configs[rung], act, dev, reps, warmup)}
+        row["utilization"] = row["gflops_per_s"] / peak
+        doc["results"].append(row)
+        echo(format_row(row))
     return doc
 
 
@@ -283,22 +277,23 @@ def _device_name(device: torch.device) -> str:
 
 
 def format_header() -> str:
-    return (f"{'rung':11} {'path':5} {'wm ms':>8} {'imag ms':>8} {'behav ms':>9} "
+    return (f"{'rung':11} {'wm ms':>8} {'imag ms':>8} {'behav ms':>9} "
             f"{'update ms':>10} {'act ms':>7} {'peak MB':>8} {'GFLOP':>7} {'GFLOP/s':>8} "
             f"{'util':>5}")
 
 
 def format_row(row: dict[str, Any]) -> str:
-    return (f"{row['rung']:11} {row.get('path', ''):5} {row['world_model_ms']:8.1f} "
+    return (f"{row['rung']:11} {row['world_model_ms']:8.1f} "
             f"{row['imagine_ms']:8.1f} {row['behavior_ms']:9.1f} {row['update_ms']:10.1f} "
             f"{row['act_ms']:7.2f} {row['peak_mb']:8.1f} {row['flops'] / 1e9:7.1f} "
             f"{row['gflops_per_s']:8.1f} {row.get('utilization', 0):5.0%}")
 
 
 def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per rung (and path) present in both: baseline / current for each timing (above 1: the
+    """Per rung present in both: baseline / current for each timing (above 1: the
     current run is faster) and current / baseline for peak_mb, flops and gflops_per_s."""
     def key(row: dict[str, Any]) -> tuple[str, str]:
+        # Rows of files written before the plain path moved to the tests carry a `path`.
         return row["rung"], row.get("path", "fast")
 
     try:
@@ -310,7 +305,7 @@ def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str,
         if key(row) not in old:
             continue
         base = old[key(row)]
-        ratios: dict[str, Any] = {"rung": row["rung"], "path": key(row)[1]}
+        ratios: dict[str, Any] = {"rung": row["rung"]}
         for metric in METRICS:
             if not base.get(metric) or not row.get(metric):
                 continue
