@@ -56,14 +56,23 @@ class _Speed(ProgressColumn):
 
 
 class RichProgress:
-    """A rich progress bar: steps, steps/s, the last evaluation score and the ETA."""
+    """A rich progress bar: steps, steps/s, the last evaluation score and the ETA. On a
+    terminal too narrow for the run's name beside them (80 columns) the name goes on a line of
+    its own above the bar."""
+
+    NUMBERS = 72
+    """Columns the bar's numbers and a short bar need."""
 
     def __init__(self, label: str, total: int) -> None:
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Speed(),
-            TextColumn("score {task.fields[score]}"), TimeRemainingColumn(),
-            console=Console(stderr=False), transient=False,
-        )
+        console = Console(stderr=False)
+        columns = [BarColumn(bar_width=None if console.width >= 100 else 16),
+                   MofNCompleteColumn(), _Speed(), TextColumn("score {task.fields[score]}"),
+                   TimeRemainingColumn()]
+        if console.width >= len(label) + self.NUMBERS:
+            columns.insert(0, TextColumn("[bold]{task.description}"))
+        else:
+            console.print(f"[bold]{label}[/bold]", overflow="fold")
+        self.bar = Progress(*columns, console=console, transient=False)
         self.task = self.bar.add_task(label, total=total, score="-")
         self.bar.start()
 

@@ -281,13 +281,16 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     assert not root.exists()
 
 
-def test_progress_bar_on_a_terminal(tmp_path):
+@pytest.mark.parametrize("columns", [80, 160])
+def test_progress_bar_on_a_terminal(tmp_path, columns):
+    """Steps, speed, score and ETA fit the terminal; at 80 columns the run's name is on a line
+    of its own above the bar."""
     import pty
 
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
         blast_cmd("run", *MINIGRID, "--steps", "150", "--results", str(tmp_path)),
-        stdout=secondary, stderr=subprocess.PIPE, env=clean_env() | {"COLUMNS": "160"},
+        stdout=secondary, stderr=subprocess.PIPE, env=clean_env() | {"COLUMNS": str(columns)},
     )
     os.close(secondary)
     chunks = []
@@ -303,6 +306,10 @@ def test_progress_bar_on_a_terminal(tmp_path):
     screen = b"".join(chunks).decode(errors="replace")
     assert "150/150" in screen and "steps/s" in screen
     assert re.search(r"score -?\d+\.\d\d", screen)  # the evaluation at the last step
+    lines = re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen))
+    assert max(len(line) for line in lines) <= columns
+    assert any("150/150" in line and "score" in line and "steps/s" in line for line in lines)
+    assert any("minigrid.unmodified__ar_prior" in line for line in lines)
 
 
 def test_run_identity():
