@@ -18,6 +18,7 @@ from rich.console import Console
 from blast_cli import options, run_cmd
 from blast_core import config as C
 from blast_core.errors import BlastError
+from blast_core.run.sinks import check_backends
 from blast_core.scheduling import (
     PAPER_CPU_UPDATE_S,
     STALE_AFTER_S,
@@ -107,7 +108,8 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
                per_gpu: int | None, workers: int | None, threads: int | None,
                max_retries: int, stale_after: float, no_progress: bool,
                executor: Executor = Executor.local, slurm: dict | None = None,
-               mem_per_run: float | None = None, assume_gpus: int | None = None) -> Execution:
+               mem_per_run: float | None = None, assume_gpus: int | None = None,
+               log: list[str] | tuple[str, ...] = ()) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
     from blast_core.scheduling.execution import SlurmOptions
 
@@ -128,7 +130,8 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
     place = placement(gpus, per_gpu, workers, threads, visible=assume_gpus)
     return Execution(root, db_url(db, root), place, max_retries, stale_after, executor.value, opts,
                      live=False if no_progress else None,
-                     mem_per_run=None if mem_per_run is None else round(mem_per_run * 1024))
+                     mem_per_run=None if mem_per_run is None else round(mem_per_run * 1024),
+                     log=check_backends(log))
 
 
 def _finish(outcome: Outcome) -> None:
@@ -164,6 +167,7 @@ def run_ladder(
     no_progress: NoProgress = False,
     yes: Yes = False,
     assume_gpus: AssumeGpus = None,
+    log: run_cmd.Log = None,
 ) -> None:
     """Run the grid env x rung x seed; done runs are skipped, unfinished ones resumed."""
     if seeds < 1:
@@ -173,7 +177,7 @@ def run_ladder(
     rung_ids = options.rung_list(rungs or list(C.LADDER_IDS))
     specs = grid(env, list(rung_ids), range(seeds), preset, experiment, steps, list(set_ or []))
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run, assume_gpus)
+                    no_progress, executor, slurm, mem_per_run, assume_gpus, log or [])
     _confirm_paper_on_cpu(specs, ex, yes)
     check_executor(ex)
     check_destination(db, results)  # the last check, and the first write: the database
@@ -203,6 +207,7 @@ def run_recipe(
     stale_after: StaleAfter = STALE_AFTER_S,
     no_progress: NoProgress = False,
     yes: Yes = False,
+    log: run_cmd.Log = None,
 ) -> None:
     """Run every run a recipe names (checked in full before anything is written)."""
     slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
@@ -210,7 +215,7 @@ def run_recipe(
     loaded = recipes.load(recipe)
     specs = recipes.specs(loaded, experiment)
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run)
+                    no_progress, executor, slurm, mem_per_run, log=[*loaded.log, *(log or [])])
     _confirm_paper_on_cpu(specs, ex, yes)
     check_executor(ex)
     check_destination(db, results)  # the last check, and the first write: the database
@@ -239,19 +244,20 @@ def resume(
     mem_per_run: MemPerRun = None,
     stale_after: StaleAfter = STALE_AFTER_S,
     no_progress: NoProgress = False,
+    log: run_cmd.Log = None,
 ) -> None:
     """Continue runs from their last checkpoints (named ones here; --all through the scheduler)."""
     if run_ids and (all_ or experiment):
         raise BlastError("give run ids, or --all / --experiment, not both")
     if run_ids:
         run_cmd.resume(run_ids, device=device, deterministic=deterministic, results=results,
-                       db=db, threads=threads, no_progress=no_progress)
+                       db=db, threads=threads, no_progress=no_progress, log=log)
         return
     if not (all_ or experiment):
         raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
     _store(results, db).close()  # no database here: nothing to resume, and none to create
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, mem_per_run=mem_per_run)
+                    no_progress, mem_per_run=mem_per_run, log=log or [])
     _finish(resume_all(ex, experiment))
 
 

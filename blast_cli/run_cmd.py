@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from blast_cli import options
+from blast_core.run.sinks import check_backends
 from blast_core.run.spec import Options, RunSpec
 from blast_core.store import check_destination, db_url, prepare_results_root
 
@@ -40,6 +41,9 @@ Deterministic = Annotated[
 ]
 Threads = Annotated[int | None, typer.Option("--threads", help="Torch CPU threads.", min=1)]
 NoProgressBar = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+Log = Annotated[list[str] | None, typer.Option(
+    "--log", help="Also send every metric row to tensorboard or wandb (repeatable; a resumed "
+    "run keeps its own).")]
 Results = Annotated[
     str | None,
     typer.Option("--results", help="Results root (default $BLAST_RESULTS or ./results)."),
@@ -118,7 +122,7 @@ class PlainProgress:
 
 
 def _options(device: str, deterministic: bool, threads: int | None, no_progress: bool,
-             label: str) -> Options:
+             label: str, log: list[str] | None = None) -> Options:
     if no_progress:
         factory = None
     elif sys.stdout.isatty():
@@ -126,7 +130,7 @@ def _options(device: str, deterministic: bool, threads: int | None, no_progress:
     else:
         factory = lambda total, step: PlainProgress(label, total)  # noqa: E731
     return Options(device=device, deterministic=deterministic, threads=threads,
-                   progress=factory)
+                   progress=factory, log=check_backends(log or []))
 
 
 def run(
@@ -143,15 +147,16 @@ def run(
     db: Db = None,
     threads: Threads = None,
     no_progress: NoProgressBar = False,
+    log: Log = None,
 ) -> None:
     """Train one run; running the same command again resumes it from its last checkpoint."""
     from blast_core.run import process  # torch: only once a run starts, not for `blast --help`
 
     spec = RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
     process.check_device(device)
+    opts = _options(device, deterministic, threads, no_progress, spec.name, log)
     root, url = check_destination(db, results)
-    status = process.start(spec, root, url,
-                           _options(device, deterministic, threads, no_progress, spec.name))
+    status = process.start(spec, root, url, opts)
     typer.echo(f"{spec.run_id}: {status}")
     raise typer.Exit(EXIT_CODES[status])
 
@@ -164,14 +169,16 @@ def resume(
     db: Db = None,
     threads: Threads = None,
     no_progress: NoProgressBar = False,
+    log: Log = None,
 ) -> None:
     """Continue runs from their last checkpoints, one after another, with their stored configs."""
     from blast_core.run import process  # torch: only once a run starts, not for `blast --help`
 
+    check_backends(log or [])
     root = prepare_results_root(results, create=False)  # a run to resume is already there
     worst = 0
     for run_id in run_ids:
-        opts = _options(device, deterministic, threads, no_progress, run_id.split("/")[-1])
+        opts = _options(device, deterministic, threads, no_progress, run_id.split("/")[-1], log)
         status = process.resume(run_id, root, db_url(db, root), opts)
         typer.echo(f"{run_id}: {status}")
         worst = max(worst, EXIT_CODES[status])

@@ -30,6 +30,7 @@ import torch
 from blast_core.config import Config
 from blast_core.run.checkpoint import Checkpoints, rng_state, set_rng_state
 from blast_core.run.replay import EpisodeBuffer, Replay
+from blast_core.run.sinks import Sinks
 
 # --- interfaces ----------------------------------------------------------------------------------
 
@@ -81,6 +82,8 @@ class RunContext:
     stop: StopFlag = field(default_factory=StopFlag)
     progress: Progress = field(default_factory=NoProgress)
     say: Callable[[str], None] = print
+    sinks: Sinks = field(default_factory=lambda: Sinks({}, print))
+    """TensorBoard and W&B, when `--log` names them: they get every row the store gets."""
 
 
 # --- small helpers -------------------------------------------------------------------------------
@@ -114,10 +117,11 @@ class Mean:
 
 
 class Tracker:
-    """Buffers tidy metric rows (step, frames, name, value) and writes them to the store."""
+    """Buffers tidy metric rows (step, frames, name, value) and writes them to the store, then
+    to the run's sinks (the store first: it is the source of truth)."""
 
-    def __init__(self, store: Any, run_id: str, action_repeat: int) -> None:
-        self.store, self.run_id, self.repeat = store, run_id, action_repeat
+    def __init__(self, store: Any, run_id: str, action_repeat: int, sinks: Sinks) -> None:
+        self.store, self.run_id, self.repeat, self.sinks = store, run_id, action_repeat, sinks
         self.rows: list[tuple[int, int, str, float]] = []
 
     def add(self, step: int, values: dict[str, float]) -> None:
@@ -126,6 +130,7 @@ class Tracker:
     def flush(self, step: int) -> None:
         if self.rows:
             self.store.append_metrics(self.run_id, self.rows)
+            self.sinks.rows(self.rows)
             self.rows = []
         self.store.heartbeat(self.run_id, step)
 
@@ -386,6 +391,23 @@ class Session:
         return {"eval_score": float(np.mean(scores)), "eval_return": float(np.mean(returns))}
 
 
+def probe_image(s: Session, context: int = 5, horizon: int = 10) -> np.ndarray | None:
+    """Figure 8's pair for the live view: the newest replay episode's frame `context + horizon`
+    beside the probe decoder's view of it after imagining `horizon` steps from `context` true
+    ones, uint8 [64, 128, 3]; None before an episode that long is in the replay. Its latent
+    samples come from a forked RNG, so the run computes what it would without it."""
+    episodes = [e for e in s.replay.episodes.values() if len(e["image"]) >= context + horizon]
+    if not episodes:
+        return None
+    episode = episodes[-1]
+    batch = {k: torch.as_tensor(np.asarray(episode[k][:context + horizon]))[None].to(s.device)
+             for k in ("image", "action", "is_first")}
+    devices = [torch.device(s.device)] if s.device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        truth, recon = s.agent.wm.open_loop(batch, context=context, horizon=horizon)
+    return np.concatenate([truth[0, -1].cpu().numpy(), recon[0, -1].cpu().numpy()], axis=1)
+
+
 # --- the loop ------------------------------------------------------------------------------------
 
 
@@ -425,7 +447,7 @@ def train(
         device=run.device,
     )
     ckpts = Checkpoints(run.directory / "checkpoints", warn=run.say)
-    tracker = Tracker(run.store, run.run_id, cfg.env.action_repeat)
+    tracker = Tracker(run.store, run.run_id, cfg.env.action_repeat, run.sinks)
     try:
         _restore(s, ckpts, run)
         speed, score = Speed(s.step, s.updates, s.device), None
@@ -456,6 +478,10 @@ def train(
                     results = s.evaluate(sched.eval_eps)
                 tracker.add(s.step, results)
                 score = results["eval_score"]
+                if run.sinks.wants_images:
+                    image = probe_image(s)
+                    if image is not None:
+                        run.sinks.image(s.step, "probe/imagined_frame", image)
             if due(s.step, sched.log_every):
                 with s.clock("save"):
                     tracker.add(s.step, s.losses.pop() | speed.rates(s.step, s.updates)
@@ -471,6 +497,7 @@ def train(
     finally:
         env.close()
         eval_env.close()
+        run.sinks.close()
 
 
 def _restore(s: Session, ckpts: Checkpoints, run: RunContext) -> None:
@@ -482,10 +509,12 @@ def _restore(s: Session, ckpts: Checkpoints, run: RunContext) -> None:
         s.driver.reset()
         s.evaluator.reset()
         run.store.truncate_metrics(run.run_id, -1)
+        run.sinks.open(None, [])
         return
     step, state = latest
     s.load_state_dict(state)
     dropped = run.store.truncate_metrics(run.run_id, step)
+    run.sinks.open(step, run.store.metric_rows(run.run_id) if run.sinks.sinks else [])
     run.say(f"resumed {run.run_id} at step {step} (dropped {dropped} metric rows after it)")
 
 

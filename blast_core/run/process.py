@@ -30,6 +30,7 @@ from blast_core.run.loop import (
     StopFlag,
     train,
 )
+from blast_core.run.sinks import RunInfo, make_sinks, recorded_backends
 from blast_core.run.spec import Options, RunError, RunSpec, load_spec, prepare, run_directory
 from blast_core.store import connect
 
@@ -83,8 +84,11 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
         store.set_status(spec.run_id, "running", pid=os.getpid(), host=socket.gethostname(),
                          device=device)
         progress = options.progress or (lambda total, step: NoProgress())
+        info = RunInfo(spec.run_id, directory, root, spec.env, spec.rung, spec.seed,
+                       spec.preset, T.to_dict(cfg), T.to_yaml(cfg))
+        sinks = make_sinks(recorded_backends(directory, options.log), info, options.say)
         ctx = RunContext(spec.run_id, directory, spec.seed, store, device, StopFlag(),
-                         progress(cfg.schedule.steps, 0), options.say)
+                         progress(cfg.schedule.steps, 0), options.say, sinks)
         status, reason = _train(cfg, ctx)
         if reason:
             options.say(f"{spec.run_id}: {status}: {reason}")

@@ -117,6 +117,9 @@ class Options:
     """Makes a progress display from (total steps, current step); None shows nothing."""
     say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)
     """Where notes and the end of the run are said (stderr)."""
+    log: tuple[str, ...] = ()
+    """Sinks beside the store (`--log tensorboard`, `--log wandb`); a resumed run keeps those
+    it was started with."""
 
 
 def run_directory(root: Path, run_id: str) -> Path:

@@ -51,6 +51,8 @@ class Execution:
     mem_per_run: int | None = None
     """Host memory of one run in MiB, for packing and for SLURM's request (None: estimated from
     each run's config, blast_core/scheduling/memory.py)."""
+    log: tuple[str, ...] = ()
+    """Sinks beside the store for every run started (`--log tensorboard`, `--log wandb`)."""
 
 
 @dataclass

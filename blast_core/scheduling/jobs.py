@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from blast_core import config as C
 from blast_core.config import tree as T
 from blast_core.envs import check_env_id
-from blast_core.run.spec import RunSpec, prepare
+from blast_core.run.sinks import recorded_backends
+from blast_core.run.spec import RunSpec, prepare, run_directory
 from blast_core.store import RESUMABLE
 
 if TYPE_CHECKING:
@@ -82,9 +83,11 @@ class Plan:
     """Runs left alone, with the reason (cancelled, running elsewhere)."""
 
 
-def plan(store: Store, specs: Sequence[RunSpec], results: Path) -> Plan:
+def plan(store: Store, specs: Sequence[RunSpec], results: Path,
+         log: Sequence[str] = ()) -> Plan:
     """Which runs of the grid need a process: new ones (created here as queued) and unfinished
-    ones; done runs are skipped, and so are cancelled runs and runs that are alive elsewhere."""
+    ones; done runs are skipped, and so are cancelled runs and runs that are alive elsewhere.
+    `log` (`--log`) is recorded with each run that will run: its process logs there too."""
     existing = {r["id"]: r for r in store.runs(specs[0].experiment)} if specs else {}
     out = Plan([], [], {})
     for spec in specs:
@@ -100,6 +103,7 @@ def plan(store: Store, specs: Sequence[RunSpec], results: Path) -> Plan:
             # run.json and config.yaml before the row: a run the store knows is resumable by id
             # even when its worker dies before it starts (Ctrl-C in the first second).
             prepare(spec, results, say=lambda _: None)
+            recorded_backends(run_directory(results, spec.run_id), log)
             if row is None:
                 store.upsert_run(
                     spec.run_id, experiment=spec.experiment, env=spec.env, rung=spec.rung,

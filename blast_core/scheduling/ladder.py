@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from blast_core.errors import BlastError
+from blast_core.run.sinks import recorded_backends
+from blast_core.run.spec import run_directory
 from blast_core.scheduling import disk, memory, slurm
 from blast_core.scheduling.crash import mark_crashed
 from blast_core.scheduling.execution import Execution, Outcome
@@ -50,7 +52,7 @@ def run_grid(
     store.ensure_experiment(experiment, recipe)
     for run_id in mark_crashed(store, experiment, ex.stale_after):
         view.event(f"{run_id}: crashed (its process is gone); it will be resumed")
-    todo = plan(store, specs, ex.results)
+    todo = plan(store, specs, ex.results, ex.log)
     for run_id, why in todo.skipped.items():
         view.event(f"{run_id}: skipped, {why}")
     view.event(f"{experiment}: {len(specs)} runs, {len(todo.done)} done, "
@@ -82,6 +84,7 @@ def resume_all(ex: Execution, experiment: str | None = None, view: View | None =
         why = (row.get("error") or "").strip().splitlines()
         view.event(f"{job.run_id}: {row.get('status')} at step {row.get('step') or 0}"
                    + (f" ({why[0][:160]})" if why else ""))
+        recorded_backends(run_directory(ex.results, job.run_id), ex.log)
     return execute(store, jobs, ex, view)
 
 

@@ -8,6 +8,7 @@
     preset: paper                       # optional, default paper
     steps: 50000                        # optional, agent steps of every run
     set: {rssm.stoch: 8}                # optional, overrides applied to every run
+    log: [tensorboard]                  # optional, sinks beside the database (as --log)
 
 Loading checks everything (unknown keys, envs, rungs, presets, config keys and values) and
 raises a one-line RecipeError before anything is written.
@@ -23,10 +24,11 @@ import yaml
 
 from blast_core import config as C
 from blast_core.errors import BlastError
+from blast_core.run.sinks import check_backends
 from blast_core.run.spec import RunSpec
 from blast_core.scheduling.jobs import grid
 
-KEYS = ("experiment", "description", "envs", "rungs", "seeds", "preset", "steps", "set")
+KEYS = ("experiment", "description", "envs", "rungs", "seeds", "preset", "steps", "set", "log")
 
 
 class RecipeError(BlastError):
@@ -43,6 +45,8 @@ class Recipe:
     steps: int | None = None
     overrides: tuple[str, ...] = ()
     """`key=value` items, as `--set` takes them."""
+    log: tuple[str, ...] = ()
+    """Sinks beside the database (`--log`): how the runs report, not what they are."""
     description: str = ""
     text: str = ""
     """The file's YAML, stored with the experiment."""
@@ -103,6 +107,7 @@ def parse(text: str, source: str = "recipe") -> Recipe:
             seeds=_seeds(data.get("seeds", 1)), rungs=_names(data, "rungs", C.LADDER_IDS),
             preset=str(data.get("preset", "paper")), steps=steps,
             overrides=tuple(f"{k}={_scalar(v)}" for k, v in overrides.items()),
+            log=check_backends(_names(data, "log") if "log" in data else ()),
             description=str(data.get("description", "")), text=text,
         )
         specs(recipe)  # every run's config resolves, or the first error is raised here
