@@ -316,6 +316,8 @@ def test_shipped_recipes_load_with_the_papers_grids() -> None:
     assert sizes["cpu-check"].preset == "cpu"
     assert sizes["figure3-cpu"].preset == "cpu" and sizes["figure3-cpu"].rungs == (
         "dv2", "bn", "ar_prior") and sizes["figure3-cpu"].overrides == ()
+    logged = recipes.parse("experiment: x\nenvs: [minigrid:unmodified]\nlog: tensorboard\n")
+    assert logged.log == ("tensorboard",) and sizes["figure3"].log == ()
 
 
 BAD_RECIPES = {
@@ -328,6 +330,8 @@ BAD_RECIPES = {
                        "unknown config key"),
     "bad preset": ("experiment: x\nenvs: [minigrid:unmodified]\npreset: huge\n", "preset"),
     "not yaml": ("experiment: [x\n", "not valid YAML"),
+    "unknown log backend": ("experiment: x\nenvs: [minigrid:unmodified]\nlog: [mlflow]\n",
+                            "--log mlflow: unknown backend"),
 }
 
 
@@ -519,11 +523,13 @@ def test_every_run_the_scheduler_queues_is_resumable_by_id_before_any_worker_sta
     results.mkdir()
     store = Store.open(url)
     specs = grid(ENVS, ["dv2", "bn"], [0], "tiny", "race", 300)
-    todo = plan(store, specs, results)
+    todo = plan(store, specs, results, log=["tensorboard"])
     assert [job.run_id for job in todo.jobs] == [s.run_id for s in specs]
     for spec in specs:
         assert store.run(spec.run_id)["status"] == "queued"
         loaded, cfg = load_spec(results, spec.run_id)
         assert loaded == spec and cfg == spec.config()
+        # `--log` of run-ladder: the worker's plain `blast run` finds it with the run.
+        assert (results / spec.run_id / "log.json").read_text() == '["tensorboard"]\n'
     again = plan(store, specs, results)  # a second plan finds the same files and keeps them
     assert len(again.jobs) == len(specs)
