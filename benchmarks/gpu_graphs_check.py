@@ -39,6 +39,7 @@ from blast_core.agent import (
     dists,  # noqa: E402
 )
 from blast_core.agent.behavior import frozen  # noqa: E402
+from blast_core.agent.runtime import Runtime  # noqa: E402
 from blast_core.bench.models import FAMILY_ENVS, bench_models, synthetic_batch  # noqa: E402
 from blast_core.config import make_config  # noqa: E402
 
@@ -135,7 +136,7 @@ def same_state(a0: Agent, a1: Agent) -> None:
 
 
 def check_update(family: str, rung: str, overrides: dict) -> None:
-    """Stage `behavior`: whole updates (both graphs, `BLAST_GRAPH_BEHAVIOR=1`) against eager
+    """Stage `behavior`: whole updates (both graphs, `Runtime.graph_behavior`) against eager
     ones, as stage `wm` compares world-model steps: sampling replaced by the mode (OneHot and
     the continuous actor's TruncNormal, whose mode keeps the dynamics gradient), deterministic
     kernels, the metrics of every update and every state after the capture and after a
@@ -146,7 +147,7 @@ def check_update(family: str, rung: str, overrides: dict) -> None:
     for graphed in (False, True):
         cfg = make_config(env_id, rung, "paper", {"cuda_graphs": graphed, **overrides})
         torch.manual_seed(0)
-        agents.append(Agent(cfg, act, DEVICE))
+        agents.append(Agent(cfg, act, runtime=Runtime.of(cfg, DEVICE, graph_behavior=True)))
     name = f"{family}/{rung}{'/made' if overrides else ''}"
     saved = dists.OneHot.sample, dists.TruncNormal.sample
     dists.OneHot.sample = dists.OneHot.mode
@@ -204,14 +205,12 @@ def stage_wm(out: Path) -> None:
 
 
 def stage_behavior(out: Path) -> None:
-    os.environ["BLAST_GRAPH_BEHAVIOR"] = "1"
     torch.use_deterministic_algorithms(True, warn_only=True)
     for family, rung, overrides in [
             ("minigrid", "bn", {}), ("dmc", "bn", {}), ("dmc", "ar_prior", {}),
             ("minigrid", "ar_prior", MADE)]:
         attempt(f"update {family} {rung} {overrides}", check_update, family, rung, overrides)
     torch.use_deterministic_algorithms(False)
-    del os.environ["BLAST_GRAPH_BEHAVIOR"]
 
 
 def stage_wm_control(out: Path) -> None:
@@ -232,17 +231,16 @@ def stage_bench(out: Path) -> None:
         for mode in ("graphs", "whole")]
     for family, rung, overrides, mode in cells:
         name = f"{family}_{rung}{'_made' if overrides else ''}_{mode}"
-        os.environ["BLAST_GRAPH_BEHAVIOR"] = "1" if mode == "whole" else "0"
 
         def cell(family=family, rung=rung, overrides=overrides, mode=mode,  # noqa: ANN001
                  name=name) -> None:
             docs[name] = bench_models(
                 "paper", family, [rung], DEVICE, reps=5, warmup=3,
                 overrides={**overrides, "cuda_graphs": mode != "eager"},
+                switches={"graph_behavior": mode == "whole"},
                 echo=lambda line: print(f"{name}: {line}", flush=True))
         attempt(name, cell)
         (out / "gpu_graphs.json").write_text(json.dumps(docs, indent=1))
-    del os.environ["BLAST_GRAPH_BEHAVIOR"]
 
 
 STAGES = {"behavior": stage_behavior, "imagine": stage_imagine, "bench": stage_bench,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from blast_cli.options import Set
+from blast_cli.options import Set, runtime_switches
 from blast_core.errors import BlastError
 
 
@@ -42,7 +42,8 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
 
         torch.set_num_threads(threads)
     doc = bench_models(preset, family, rungs, device, reps, warmup, echo=typer.echo,
-                       precision=precision, clock=clock, overrides=T.parse_overrides(set_))
+                       precision=precision, clock=clock, overrides=T.parse_overrides(set_),
+                       switches=runtime_switches())
     typer.echo(f"({doc['device']}, torch {doc['torch']}, {precision}, fp32 matmul peak "
                f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, {clock} clock, median of {reps} after "
                f"{warmup} warm-up)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -36,3 +37,11 @@ def rung_list(values: list[str]) -> tuple[str, ...]:
     if not names:
         raise BlastError("--rungs names no rung")
     return names
+
+
+def runtime_switches() -> dict[str, bool]:
+    """The `Runtime` switches that are environment variables, read here, once, for the library:
+    `BLAST_GRAPH_BEHAVIOR=1` graphs the whole behaviour step on a GPU (opt-in),
+    `BLAST_KEEP_FREED_MEMORY=0` leaves glibc's memory defaults."""
+    return {"graph_behavior": os.environ.get("BLAST_GRAPH_BEHAVIOR", "0") == "1",
+            "keep_freed_memory": os.environ.get("BLAST_KEEP_FREED_MEMORY", "1") != "0"}

@@ -130,7 +130,8 @@ def _options(device: str, deterministic: bool, threads: int | None, no_progress:
     else:
         factory = lambda total, step: PlainProgress(label, total)  # noqa: E731
     return Options(device=device, deterministic=deterministic, threads=threads,
-                   progress=factory, log=check_backends(log or []))
+                   progress=factory, log=check_backends(log or []),
+                   **options.runtime_switches())
 
 
 def run(

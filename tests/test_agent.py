@@ -8,8 +8,9 @@ import types
 import pytest
 import torch
 
-from blast_core.agent import ActSpace, Agent, graphs
+from blast_core.agent import ActSpace, Agent
 from blast_core.agent.rssm import RSSM
+from blast_core.agent.runtime import Runtime
 from blast_core.config import RUNG_IDS, RSSMConfig, make_config
 from blast_core.errors import ConfigError
 from tests.agent_helpers import make_batch
@@ -19,10 +20,11 @@ MINIGRID = ("minigrid:unmodified", ActSpace(True, 3))
 DMC = ("dmc:walker_run", ActSpace(False, 6))
 
 
-def build(rung, env=MINIGRID, seed=0, **overrides):
+def build(rung, env=MINIGRID, seed=0, switches=None, **overrides):
     cfg = make_config(env[0], rung, "tiny", overrides)
     torch.manual_seed(seed)
-    return Agent(cfg, env[1]), make_batch(cfg, env[1].size, env[1].discrete, seed)
+    agent = Agent(cfg, env[1], runtime=Runtime.of(cfg, **(switches or {})))
+    return agent, make_batch(cfg, env[1].size, env[1].discrete, seed)
 
 
 def small_ar_rssm(stoch=2, discrete=3, ar_steps=2, ar_net="gru", ar_hidden=0, ar_direct=False,
@@ -230,14 +232,14 @@ def test_one_update_with_the_made_ar_prior(env):
     assert any(not torch.equal(before[k], after[k]) for k in actor)
 
 
-@pytest.mark.parametrize("whole_behavior", ["0", "1"])
-def test_cuda_graphs_setting_changes_nothing_off_gpu(whole_behavior, monkeypatch):
+@pytest.mark.parametrize("whole_behavior", [False, True])
+def test_cuda_graphs_setting_changes_nothing_off_gpu(whole_behavior):
     # The graphed steps are a CUDA-only path (checked on a GPU by benchmarks/gpu_graphs_check.py);
     # elsewhere the setting must leave the update exactly as it is.
-    monkeypatch.setenv("BLAST_GRAPH_BEHAVIOR", whole_behavior)
     metrics, states = [], []
     for on in (False, True):
-        agent, batch = build("bn", **{"cuda_graphs": on})
+        agent, batch = build("bn", switches={"graph_behavior": whole_behavior},
+                             **{"cuda_graphs": on})
         torch.manual_seed(1)
         metrics.append(agent.update(batch))
         states.append(agent.state_dict())
@@ -249,19 +251,21 @@ def test_cuda_graphs_setting_changes_nothing_off_gpu(whole_behavior, monkeypatch
         torch.testing.assert_close(states[1][key], value, rtol=0, atol=0, msg=key)
 
 
-def test_graphs_eager_turns_graphs_off_only_inside():
-    # `blast bench` counts FLOPs and live tensors of a graphed GPU agent inside `eager()`: a
+def test_runtime_graphs_only_on_a_gpu_in_fp32_and_not_eager():
+    # `blast bench` counts FLOPs and live tensors of a graphed GPU agent with `eager` set: a
     # replay runs no op that torch's counters see. Only `is_cuda` of the example is read.
     gpu = types.SimpleNamespace(is_cuda=True)
-    assert graphs.wanted(True, "fp32", gpu)
-    with graphs.eager():
-        assert not graphs.wanted(True, "fp32", gpu)
-        with graphs.eager():
-            assert not graphs.wanted(True, "fp32", gpu)
-        assert not graphs.wanted(True, "fp32", gpu)
-    assert graphs.wanted(True, "fp32", gpu)
-    assert not graphs.wanted(False, "fp32", gpu) and not graphs.wanted(True, "bf16", gpu)
-    assert not graphs.wanted(True, "fp32", torch.zeros(1))
+    graphed = Runtime("cuda:0", "fp32", cuda_graphs=True)
+    assert graphed.graphs(gpu) and not graphed.replace(eager=True).graphs(gpu)
+    assert not graphed.replace(cuda_graphs=False).graphs(gpu)
+    assert not graphed.replace(precision="bf16").graphs(gpu)
+    assert not graphed.graphs(torch.zeros(1))
+    # An agent hands its runtime to both halves, and to both again when it changes.
+    agent, _ = build("bn", switches={"graph_behavior": True})
+    assert agent.wm.runtime is agent.behavior.runtime is agent.runtime
+    assert agent.runtime.graph_behavior and agent.runtime.cuda_graphs
+    agent.set_runtime(agent.runtime.replace(eager=True))
+    assert agent.wm.runtime.eager and agent.behavior.runtime.eager
 
 
 @pytest.mark.parametrize("rung,ar_net", [("dv2", "gru"), ("ar_prior", "gru"), ("ar_prior", "made")])

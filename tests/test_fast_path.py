@@ -260,8 +260,14 @@ def test_freed_memory_is_kept_on_glibc_unless_turned_off(monkeypatch):
     from blast_core.agent.perf import keep_freed_memory
 
     assert keep_freed_memory() is sys.platform.startswith("linux")  # glibc's mallopt
+    assert keep_freed_memory(enabled=False) is False
+    # The CLI reads the environment variable into the runtime's switches, nothing below it.
+    from blast_cli.options import runtime_switches
+
+    assert runtime_switches() == {"graph_behavior": False, "keep_freed_memory": True}
     monkeypatch.setenv("BLAST_KEEP_FREED_MEMORY", "0")
-    assert keep_freed_memory() is False
+    monkeypatch.setenv("BLAST_GRAPH_BEHAVIOR", "1")
+    assert runtime_switches() == {"graph_behavior": True, "keep_freed_memory": False}
 
 
 @pytest.mark.parametrize("needs_z_grad", [False, True], ids=["no_z_grad", "z_grad"])

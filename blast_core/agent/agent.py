@@ -15,6 +15,7 @@ from blast_core.agent.behavior import ActorCritic, ActSpace
 from blast_core.agent.nets import preprocess
 from blast_core.agent.perf import autocast
 from blast_core.agent.rssm import State
+from blast_core.agent.runtime import Runtime
 from blast_core.agent.world_model import WorldModel
 from blast_core.config import Config
 
@@ -24,14 +25,21 @@ PolicyState = tuple[State, Tensor]
 
 
 class Agent(nn.Module):
-    def __init__(self, cfg: Config, act_space: ActSpace, device: str | torch.device = "cpu"):
+    def __init__(self, cfg: Config, act_space: ActSpace, device: str | torch.device = "cpu",
+                 runtime: Runtime | None = None):
+        """`runtime` says how it executes (default: `cfg`'s settings on `device`)."""
         super().__init__()
         self.cfg = cfg
         self.act_space = act_space
-        self.device = torch.device(device)
-        self.wm = WorldModel(cfg, act_space.size)
-        self.behavior = ActorCritic(cfg, act_space)
+        self.runtime = runtime or Runtime.of(cfg, device)
+        self.device = torch.device(self.runtime.device)
+        self.wm = WorldModel(cfg, act_space.size, self.runtime)
+        self.behavior = ActorCritic(cfg, act_space, self.runtime)
         self.to(self.device)
+
+    def set_runtime(self, runtime: Runtime) -> None:
+        """Execute as `runtime` from now on (the device stays the agent's)."""
+        self.runtime = self.wm.runtime = self.behavior.runtime = runtime
 
     def optimizers(self) -> dict[str, Any]:
         opts = {"model": self.wm.opt, "actor": self.behavior.actor_opt,

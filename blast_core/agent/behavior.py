@@ -17,6 +17,7 @@ from blast_core.agent.nets import MLP
 from blast_core.agent.optim import Optimizer
 from blast_core.agent.perf import autocast
 from blast_core.agent.rssm import State
+from blast_core.agent.runtime import Runtime
 from blast_core.config import Config
 
 
@@ -42,9 +43,10 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class ActorCritic(nn.Module):
-    def __init__(self, cfg: Config, act_space: ActSpace):
+    def __init__(self, cfg: Config, act_space: ActSpace, runtime: Runtime | None = None):
         super().__init__()
         self.cfg = cfg
+        self.runtime = runtime or Runtime.of(cfg)
         a = cfg.actor
         self.dist = a.dist if a.dist != "auto" else (
             "onehot" if act_space.discrete else "trunc_normal")
@@ -77,8 +79,8 @@ class ActorCritic(nn.Module):
         """One actor and critic update from the B·T posterior starts (already detached).
 
         With `cuda_graphs` on a GPU in fp32, REINFORCE's rollout is a replayed CUDA graph; with
-        `BLAST_GRAPH_BEHAVIOR=1` as well, the whole step is (`graphs.behavior_step`)."""
-        if not (graphs.behavior_step() and self._graphs(start["deter"], any_grad=True)):
+        the runtime's `graph_behavior` as well, the whole step is."""
+        if not (self.runtime.graph_behavior and self._graphs(start["deter"], any_grad=True)):
             return self._step(wm, start, is_terminal)
         if self.graphed_step is None:
             self.actor_opt.capturable()
@@ -160,9 +162,7 @@ class ActorCritic(nn.Module):
     def _graphs(self, like: Tensor, any_grad: bool = False) -> bool:
         """Whether to graph: the whole step (`any_grad`) for either actor gradient, the rollout
         alone only without gradients through it (REINFORCE)."""
-        c = self.cfg
-        return (graphs.wanted(c.cuda_graphs, c.precision, like)
-                and (any_grad or self.grad == "reinforce"))
+        return self.runtime.graphs(like) and (any_grad or self.grad == "reinforce")
 
     def _imagine_graphed(self, wm: nn.Module, start: State) -> tuple[State, Tensor]:
         """The no-gradient rollout as a replayed CUDA graph; the loss then runs the actor again

@@ -13,10 +13,7 @@ memory, so it needs:
 
 from __future__ import annotations
 
-import contextvars
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,33 +22,6 @@ from torch.utils._pytree import tree_map
 
 Inputs = dict[str, Tensor]
 WARMUP = 3  # eager calls before the capture (`Graphed`)
-_eager = contextvars.ContextVar("blast_graphs_eager", default=False)
-
-
-def behavior_step() -> bool:
-    """Whether the whole behaviour step (imagination, the actor and critic losses, their
-    backward and optimisers, the slow critic) is one graph, not only REINFORCE's rollout: opt-in
-    with `BLAST_GRAPH_BEHAVIOR=1` until `benchmarks/gpu_graphs_check.py`'s stage `behavior` has
-    passed on a GPU. It is the step that DMC's updates still run eagerly (docs/benchmarks.md)."""
-    return os.environ.get("BLAST_GRAPH_BEHAVIOR", "0") == "1"
-
-
-def wanted(cuda_graphs: bool, precision: str, like: Tensor) -> bool:
-    """Whether the agent's steps run as graphs: `cuda_graphs` on, on a GPU, in fp32 (autocast
-    caches its casts, which a capture would freeze), and not inside `eager()`."""
-    return cuda_graphs and like.is_cuda and precision == "fp32" and not _eager.get()
-
-
-@contextmanager
-def eager() -> Iterator[None]:
-    """The agent's steps run eagerly inside, with the same parameters and optimiser state as
-    the graphs (which stay captured). A replay runs no torch op that a dispatch mode sees, so
-    what counts ops (`blast bench`'s FLOPs and live tensors) counts them here."""
-    token = _eager.set(True)
-    try:
-        yield
-    finally:
-        _eager.reset(token)
 
 
 class Graphed:

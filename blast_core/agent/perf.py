@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
 from contextlib import AbstractContextManager
 
@@ -30,7 +29,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_BYTES = 2**31 - 1
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(enabled: bool = True) -> bool:
     """Let the process keep and reuse the memory its tensors free, instead of giving it back to
     the kernel after each large tensor (glibc's default above 32 MiB, and its heap trimming).
 
@@ -39,10 +38,10 @@ def keep_freed_memory() -> bool:
     the kernel again: ~500k page faults and 2.1 s of system time per 12 s MiniGrid update on
     one CPU thread. Kept, the update runs without page faults after the first (docs/benchmarks.md).
     The cost is a resident size at the update's high-water mark, which the process reaches
-    anyway. Linux with glibc only; `BLAST_KEEP_FREED_MEMORY=0` turns it off. Returns whether
-    it took effect."""
-    if os.environ.get("BLAST_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith(
-            "linux"):
+    anyway. Linux with glibc only; `enabled` false (`Runtime.keep_freed_memory`, which the CLI
+    takes from `BLAST_KEEP_FREED_MEMORY=0`) leaves glibc's defaults. Returns whether it took
+    effect."""
+    if not enabled or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

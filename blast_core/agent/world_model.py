@@ -25,13 +25,15 @@ from blast_core.agent.nets import MLP, Decoder, Encoder, preprocess
 from blast_core.agent.optim import Optimizer
 from blast_core.agent.perf import autocast
 from blast_core.agent.rssm import RSSM, State
+from blast_core.agent.runtime import Runtime
 from blast_core.config import Config
 
 
 class WorldModel(nn.Module):
-    def __init__(self, cfg: Config, actions: int):
+    def __init__(self, cfg: Config, actions: int, runtime: Runtime | None = None):
         super().__init__()
         self.cfg = cfg
+        self.runtime = runtime or Runtime.of(cfg)
         self.encoder = Encoder(cfg.encoder, cfg.env.size)
         self.target_encoder = None
         if cfg.target.use:
@@ -120,7 +122,7 @@ class WorldModel(nn.Module):
         imagination starts and the step's metrics. With `cuda_graphs` on a GPU in fp32, the
         whole step (forward, backward, clip, Adam, EMA) is a replayed CUDA graph."""
         self.train()  # here, not in the graph: a replay runs no Python
-        if not graphs.wanted(self.cfg.cuda_graphs, self.cfg.precision, data["image"]):
+        if not self.runtime.graphs(data["image"]):
             return self._step(data)
         if self.graphed_step is None:
             for opt in (self.opt, self.probe_opt):

@@ -40,6 +40,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from blast_core.agent import ActSpace, Agent, graphs
 from blast_core.agent.behavior import frozen
 from blast_core.agent.perf import autocast, keep_freed_memory
+from blast_core.agent.runtime import Runtime
 from blast_core.config import FAMILIES, LADDER_IDS, RUNG_IDS, Config, make_config
 from blast_core.errors import BlastError
 
@@ -166,16 +167,18 @@ def count_flops(fn: Callable[[], Any]) -> int:
 
 
 def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
-               warmup: int) -> dict[str, Any]:
-    """The metrics of one config (see the module docstring)."""
+               warmup: int, switches: Mapping[str, bool] | None = None) -> dict[str, Any]:
+    """The metrics of one config (see the module docstring); `switches` are the `Runtime`'s
+    command-line ones."""
+    switches = dict(switches or {})
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the previous cell's blocks and graph pools
         torch.cuda.reset_peak_memory_stats(device)
-    agent = Agent(cfg, act, device)
+    agent = Agent(cfg, act, runtime=Runtime.of(cfg, device, **switches))
     batch = {k: v.to(device) for k, v in synthetic_batch(cfg, act).items()}
     wm, behavior = agent.wm, agent.behavior
-    if graphs.wanted(cfg.cuda_graphs, cfg.precision, batch["image"]):
+    if agent.runtime.graphs(batch["image"]):
         # Captured before any timing, so that every timed call replays whatever
         # `--warmup` is: each graph runs `graphs.WARMUP` calls eagerly, then captures.
         for _ in range(graphs.WARMUP + 1):
@@ -199,9 +202,11 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
         row["reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
     # A graph's replay is invisible to both counters: they count an eager update, the same
     # arithmetic and the tensors it needs, which graphs keep in pools of their own.
-    with graphs.eager():
-        row["peak_mb"] = peak_mb(lambda: agent.update(batch), device, _resident(agent, batch))
-        row["flops"] = count_flops(lambda: agent.update(batch))
+    graphed = agent.runtime
+    agent.set_runtime(graphed.replace(eager=True))
+    row["peak_mb"] = peak_mb(lambda: agent.update(batch), device, _resident(agent, batch))
+    row["flops"] = count_flops(lambda: agent.update(batch))
+    agent.set_runtime(graphed)
     row["gflops_per_s"] = row["flops"] / 1e9 / (row["update_ms"] / 1e3)
     row["act_ms"] = _act_ms(agent, batch, device, reps, warmup)
     return row
@@ -229,10 +234,12 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
                  reps: int = 3, warmup: int = 2,
                  echo: Callable[[str], None] = print, precision: str = "fp32",
                  clock: str = "wall",
-                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 overrides: Mapping[str, Any] | None = None,
+                 switches: Mapping[str, bool] | None = None) -> dict[str, Any]:
     """Benchmark each rung and return the JSON document of `blast bench --json`. `precision`
     is the agent's `Config.precision`; `overrides` are config keys set as `blast run --set`
-    sets them (a variant's cost)."""
+    sets them (a variant's cost); `switches` the `Runtime`'s command-line ones."""
+    switches = dict(switches or {})
     overrides = dict(overrides or {})
     if family not in FAMILIES:
         raise BlastError(f"unknown env family {family!r}; valid: {', '.join(FAMILIES)}")
@@ -253,7 +260,7 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
         raise BlastError("--clock cpu times CPU work; use it with --device cpu")
     global _clock
     _clock = CLOCKS[clock]
-    keep_freed_memory()  # as training runs do (blast_core.run.process.configure_torch)
+    keep_freed_memory(switches.get("keep_freed_memory", True))  # as training runs do
     peak = matmul_peak(dev)
     echo(format_header())
     doc: dict[str, Any] = {
@@ -263,7 +270,7 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
         "overrides": overrides, "results": [],
     }
     for rung in rungs:
-        row = {"rung": rung, **bench_rung(configs[rung], act, dev, reps, warmup)}
+        row = {"rung": rung, **bench_rung(configs[rung], act, dev, reps, warmup, switches)}
         row["utilization"] = row["gflops_per_s"] / peak
         doc["results"].append(row)
         echo(format_row(row))

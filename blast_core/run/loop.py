@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from blast_core.agent.runtime import Runtime
 from blast_core.config import Config
 from blast_core.run.checkpoint import Checkpoints, rng_state, set_rng_state
 from blast_core.run.replay import EpisodeBuffer, Replay
@@ -84,6 +85,8 @@ class RunContext:
     say: Callable[[str], None] = print
     sinks: Sinks = field(default_factory=lambda: Sinks({}, print))
     """TensorBoard and W&B, when `--log` names them: they get every row the store gets."""
+    switches: dict[str, bool] = field(default_factory=dict)
+    """The command line's `Runtime` switches (`graph_behavior`, `keep_freed_memory`)."""
 
 
 # --- small helpers -------------------------------------------------------------------------------
@@ -417,17 +420,17 @@ def _make_env(env_id: str, seed: int, cfg: Any) -> gym.Env:
     return envs.make(env_id, seed, cfg)
 
 
-def _make_agent(cfg: Config, act_space: Any, device: str) -> Any:
+def _make_agent(cfg: Config, act_space: Any, runtime: Runtime) -> Any:
     from blast_core.agent import Agent
 
-    return Agent(cfg, act_space, device)
+    return Agent(cfg, act_space, runtime=runtime)
 
 
 def train(
     cfg: Config,
     run: RunContext,
     make_env: Callable[[str, int, Any], gym.Env] = _make_env,
-    make_agent: Callable[[Config, Any, str], Any] = _make_agent,
+    make_agent: Callable[[Config, Any, Runtime], Any] = _make_agent,
 ) -> None:
     """Train for `cfg.schedule.steps` agent steps, resuming from the run's last checkpoint.
 
@@ -438,7 +441,7 @@ def train(
     env, eval_env = (make_env(cfg.env.id, run.seed, cfg.env) for _ in range(2))
     space = act_space_of(env.action_space)
     s = Session(
-        agent=make_agent(cfg, space, run.device),
+        agent=make_agent(cfg, space, Runtime.of(cfg, run.device, **run.switches)),
         replay=Replay(run.directory / "replay", cfg.replay, cfg.dataset.batch,
                       cfg.dataset.length, run.seed),
         driver=Driver(env, space, run.seed, stream=0),

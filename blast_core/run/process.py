@@ -80,7 +80,8 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
                          seed=spec.seed, preset=spec.preset, config=T.to_dict(cfg),
                          run_dir=str(directory.resolve()), overrides=spec.override_dict(),
                          steps=spec.steps)
-        configure_torch(options.threads, options.deterministic, device)
+        configure_torch(options.threads, options.deterministic, device,
+                        options.keep_freed_memory)
         store.set_status(spec.run_id, "running", pid=os.getpid(), host=socket.gethostname(),
                          device=device)
         progress = options.progress or (lambda total, step: NoProgress())
@@ -88,7 +89,9 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
                        spec.preset, T.to_dict(cfg), T.to_yaml(cfg))
         sinks = make_sinks(recorded_backends(directory, options.log), info, options.say)
         ctx = RunContext(spec.run_id, directory, spec.seed, store, device, StopFlag(),
-                         progress(cfg.schedule.steps, 0), options.say, sinks)
+                         progress(cfg.schedule.steps, 0), options.say, sinks,
+                         {"graph_behavior": options.graph_behavior,
+                          "keep_freed_memory": options.keep_freed_memory})
         status, reason = _train(cfg, ctx)
         if reason:
             options.say(f"{spec.run_id}: {status}: {reason}")
@@ -143,11 +146,12 @@ def check_device(device: str) -> str:
     return f"cuda:{index}"
 
 
-def configure_torch(threads: int | None, deterministic: bool, device: str) -> None:
+def configure_torch(threads: int | None, deterministic: bool, device: str,
+                    keep_memory: bool = True) -> None:
     """Threads, and with `deterministic` one thread and torch's deterministic algorithms (the
     same seed then gives the same losses and weights, resumed or not; CPU is bit-exact). Freed
     tensor memory is kept for reuse (`perf.keep_freed_memory`)."""
-    keep_freed_memory()
+    keep_freed_memory(keep_memory)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call
         torch.use_deterministic_algorithms(True)

@@ -117,6 +117,10 @@ class Options:
     """Makes a progress display from (total steps, current step); None shows nothing."""
     say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)
     """Where notes and the end of the run are said (stderr)."""
+    graph_behavior: bool = False
+    """`Runtime.graph_behavior` (the CLI reads `BLAST_GRAPH_BEHAVIOR`)."""
+    keep_freed_memory: bool = True
+    """`Runtime.keep_freed_memory` (the CLI reads `BLAST_KEEP_FREED_MEMORY`)."""
     log: tuple[str, ...] = ()
     """Sinks beside the store (`--log tensorboard`, `--log wandb`); a resumed run keeps those
     it was started with."""
