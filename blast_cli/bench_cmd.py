@@ -13,13 +13,14 @@ from typing import Annotated, Any
 import typer
 
 from blast_cli.options import Set, runtime_switches
+from blast_core.config import tree as T
+from blast_core.config.ids import ENV_IDS
 from blast_core.errors import BlastError
 
 
 def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
     """Steps/s of each env id (default: every paper id), printed as a table and returned."""
-    from blast_core.envs import ENV_IDS
-    from blast_core.envs.bench import bench_envs
+    from blast_core.envs.bench import bench_envs  # gymnasium, minigrid and dm_control
 
     rows = bench_envs(ids or list(ENV_IDS), steps)
     typer.echo(f"{'env':26} {'steps/s':>9} {'frames/s':>9}")
@@ -32,13 +33,12 @@ def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
 def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, warmup: int,
                   device: str | None, threads: int | None, precision: str,
                   clock: str, set_: list[str]) -> dict[str, Any]:
-    from blast_core.bench.models import bench_models
-    from blast_core.config import tree as T
+    from blast_core.bench.models import bench_models  # torch: only when models are timed
 
     if threads is not None:
         if threads < 1:
             raise BlastError(f"--threads {threads} must be >= 1")
-        import torch
+        import torch  # already loaded by bench_models' module
 
         torch.set_num_threads(threads)
     doc = bench_models(preset, family, rungs, device, reps, warmup, echo=typer.echo,
@@ -51,7 +51,7 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
 
 
 def _print_baseline(doc: dict[str, Any], path: Path) -> None:
-    from blast_core.bench.models import METRICS, compare
+    from blast_core.bench.models import METRICS, compare  # torch, as above
 
     try:
         baseline = json.loads(path.read_text())

@@ -10,6 +10,7 @@ import yaml
 from blast_cli import options
 from blast_core import config as C
 from blast_core.config import tree as T
+from blast_core.envs import check_env_id
 
 app = typer.Typer(
     help="Show resolved configs and the differences between rungs.", no_args_is_help=True
@@ -24,8 +25,6 @@ def show(
     set_: options.Set = None,
 ) -> None:
     """Print the resolved config of one run as YAML."""
-    from blast_core.envs import check_env_id
-
     cfg = C.make_config(env, rung, preset, T.parse_overrides(set_ or []))
     check_env_id(env)  # a dmc: task the suite lacks is an error here too, not only at `run`
     typer.echo(T.to_yaml(cfg), nl=False)

@@ -9,6 +9,7 @@ import typer
 
 from blast_cli import options
 from blast_core import config as C
+from blast_core import envs
 from blast_core.config import tree as T
 
 # blast_core.envs (minigrid, gymnasium) is imported inside the commands: ~0.7 s that the other
@@ -33,8 +34,6 @@ def list_(
     ] = False,
 ) -> None:
     """Print the paper's env ids (MiniGrid renderings, then DMC tasks)."""
-    from blast_core import envs
-
     for env_id in envs.ENV_IDS:
         typer.echo(f"{env_id:26} {DESCRIPTIONS.get(env_id, DMC_DESCRIPTION)}")
     if all_:
@@ -54,7 +53,7 @@ def show(
     set_: options.Set = None,
 ) -> None:
     """Draw sample observations; the five MiniGrid ids give the paper's Figure 2."""
-    from blast_core.envs.figure import sample_observations, save_grid
+    from blast_core.envs.figure import sample_observations, save_grid  # matplotlib
 
     if out.suffix.lower() != ".png":  # checked before minutes of rendering, not after
         raise C.ConfigError(f"--out must name a .png file, got {str(out)!r}")

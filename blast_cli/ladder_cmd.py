@@ -34,6 +34,7 @@ from blast_core.scheduling import (
 )
 from blast_core.scheduling import status as S
 from blast_core.scheduling.crash import mark_crashed
+from blast_core.scheduling.execution import SlurmOptions
 from blast_core.scheduling.ladder import check_executor
 from blast_core.store import (
     check_destination,
@@ -111,8 +112,6 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
                mem_per_run: float | None = None, assume_gpus: int | None = None,
                log: list[str] | tuple[str, ...] = ()) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
-    from blast_core.scheduling.execution import SlurmOptions
-
     if max_retries < 0:
         raise BlastError(f"--max-retries must be >= 0, got {max_retries}")
     if mem_per_run is not None and not mem_per_run > 0:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from blast_core.errors import BlastError
+from blast_core.store import connect
 
 
 def _import_seconds() -> float:
@@ -46,9 +47,7 @@ def bench_run(env: str, rung: str, preset: str, steps: int, sets: list[str], thr
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise BlastError(f"the benchmark run failed (exit code {proc.returncode}): {tail}")
-        from blast_core.store import Store
-
-        with Store.open(f"sqlite:///{root / 'blast.db'}") as store:
+        with connect(f"sqlite:///{root / 'blast.db'}") as store:
             frame = store.metrics_frame()
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from blast_core.config import tree as T
+from blast_core.config.ids import ENV_IDS, VARIANTS
 from blast_core.config.tree import Delta, apply
 from blast_core.errors import ConfigError
 
@@ -512,8 +513,6 @@ def rung_chain(rung: str) -> list[Rung]:
 
 def family_of(env_id: str) -> str:
     """The env family of an id; MiniGrid variants are checked here, DMC tasks when made."""
-    from blast_core.config.ids import ENV_IDS, VARIANTS
-
     family, sep, name = env_id.partition(":")
     valid = f"valid: {', '.join(ENV_IDS)}, or dmc:DOMAIN_TASK for any dm_control suite task"
     if not sep or family not in FAMILIES or not name:

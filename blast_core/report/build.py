@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
+import yaml
 from matplotlib.figure import Figure
 
-from blast_core.config import LADDER_IDS, RUNG_IDS
+from blast_core.config import LADDER_IDS, RUNG_IDS, Config
+from blast_core.config.tree import from_dict
+from blast_core.envs import MINIGRID_IDS
 from blast_core.errors import BlastError, ConfigError
 from blast_core.report import LAST, figures, frames, gather, stats
 
@@ -296,8 +299,6 @@ def learning_curves(source: RunSource, opts: ReportOptions, fam: str, number: in
 
 def sample_observations(opts: ReportOptions) -> Report:
     """Figure 2: the five MiniGrid renderings, same layout and moves, one column each."""
-    from blast_core.envs import MINIGRID_IDS
-
     steps = (0, 3, 6)
     samples = gather.sample_observations(MINIGRID_IDS, seed=0, at=steps)
     note = (f"seed 0; rows: after {', '.join(map(str, steps))} steps of the action plan "
@@ -310,11 +311,6 @@ def sample_observations(opts: ReportOptions) -> Report:
 
 def _run_config(run: pd.Series) -> Any:
     """The run's resolved config: the store's copy, else the run folder's config.yaml."""
-    import yaml
-
-    from blast_core.config import Config
-    from blast_core.config.tree import from_dict
-
     if isinstance(run.get("config"), dict):
         return from_dict(run["config"], Config)
     path = Path(str(run["run_dir"])) / "config.yaml"

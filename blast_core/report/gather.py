@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from blast_core.envs import make
+
 # A fixed action plan (MiniGrid: 0 left, 1 right, 2 forward), so every variant shows the same
 # layout and the same agent moves, and only the rendering differs between columns.
 PLAN = (2, 2, 2, 1, 2, 2, 2)
@@ -20,8 +22,6 @@ def sample_observations(
     envs: list[str] | tuple[str, ...], seed: int = 0, at: tuple[int, ...] = (0, 3, 6)
 ) -> dict[str, list[np.ndarray]]:
     """{env: [the observation after t steps of PLAN for t in `at`]} from the real environments."""
-    from blast_core.envs import make
-
     out = {}
     for env_id in envs:
         env = make(env_id, seed)
@@ -53,8 +53,6 @@ def probe_sequence(env_id: str, env_cfg: Any, first_seed: int = 0, tries: int = 
     reconstructions. The first seed whose sequence has no goal and no collision is used: either
     starts a new layout that no model can foresee. Returns arrays and the seed used.
     """
-    from blast_core.envs import make
-
     length = CONTEXT + HORIZON
     for seed in range(first_seed, first_seed + tries):
         env = make(env_id, seed, env_cfg)

@@ -27,6 +27,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from blast_core import envs
+from blast_core.agent import ActSpace, Agent
 from blast_core.agent.runtime import Runtime
 from blast_core.config import Config
 from blast_core.run.checkpoint import Checkpoints, rng_state, set_rng_state
@@ -139,8 +141,6 @@ class Tracker:
 
 
 def act_space_of(space: gym.Space) -> Any:
-    from blast_core.agent import ActSpace
-
     if isinstance(space, gym.spaces.Discrete):
         return ActSpace(discrete=True, size=int(space.n))
     return ActSpace(discrete=False, size=int(np.prod(space.shape)))
@@ -415,14 +415,10 @@ def probe_image(s: Session, context: int = 5, horizon: int = 10) -> np.ndarray |
 
 
 def _make_env(env_id: str, seed: int, cfg: Any) -> gym.Env:
-    from blast_core import envs
-
     return envs.make(env_id, seed, cfg)
 
 
 def _make_agent(cfg: Config, act_space: Any, runtime: Runtime) -> Any:
-    from blast_core.agent import Agent
-
     return Agent(cfg, act_space, runtime=runtime)
 
 

@@ -11,6 +11,7 @@ checkpoints and marks itself `interrupted`; runs not yet launched stay `queued`.
 from __future__ import annotations
 
 import collections
+import ctypes
 import datetime as dt
 import signal
 import subprocess
@@ -237,8 +238,6 @@ def _parent_death(signum: int | None) -> Callable[[], None] | None:
     """A preexec_fn that asks the kernel to send `signum` to the child when its parent dies."""
     if signum is None or not sys.platform.startswith("linux"):
         return None
-    import ctypes
-
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     pr_set_pdeathsig = 1
 

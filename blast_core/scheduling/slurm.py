@@ -32,7 +32,7 @@ from blast_core.scheduling import memory
 from blast_core.scheduling.execution import Execution, Outcome, SlurmOptions
 from blast_core.scheduling.jobs import Job, job_configs
 from blast_core.scheduling.local import Scheduler, blast_command
-from blast_core.scheduling.slots import Placement, plan_slots
+from blast_core.scheduling.slots import Placement, plan_slots, visible_gpus
 from blast_core.store import connect
 
 if TYPE_CHECKING:
@@ -104,8 +104,6 @@ class RunPack:
 def check(ex: Execution) -> None:
     """Refuse SLURM options that cannot work, before anything is written."""
     if ex.executor == "submitit-local":  # its jobs run here: this machine's GPUs are theirs
-        from blast_core.scheduling.slots import visible_gpus
-
         seen, asked = visible_gpus(), (ex.slurm or SlurmOptions()).gpus_per_job
         if asked > seen:
             raise SlurmError(f"--gpus-per-job {asked}: submitit-local runs its "

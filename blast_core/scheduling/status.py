@@ -16,7 +16,7 @@ from rich.text import Text
 
 from blast_core.config import RUNG_IDS
 from blast_core.errors import BlastError
-from blast_core.scheduling.crash import lock_held, pid_alive
+from blast_core.scheduling.crash import lock_held, mark_crashed, pid_alive
 from blast_core.scheduling.view import STYLE, counts_line
 from blast_core.store import STATUSES
 
@@ -153,8 +153,6 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
 def render(store: Store, experiment: str | None, stale_after: float) -> tuple[Group, bool]:
     """The status tables of one or every experiment, and whether any of their runs is still
     queued or running (after marking dead ones crashed)."""
-    from blast_core.scheduling.crash import mark_crashed  # crash imports nothing of this module
-
     mark_crashed(store, experiment, stale_after)
     parts: list[Any] = []
     for name, table, counts in status_tables(store, experiment):
