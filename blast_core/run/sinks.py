@@ -29,14 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from blast_core.errors import BlastError
 from blast_core.files import write_text
+from blast_core.store.rows import Row, by_step
 
 if TYPE_CHECKING:
     import numpy as np
 
 BACKENDS = ("tensorboard", "wandb")
 """The sinks `--log` can name."""
-Row = tuple[int, int, str, float]
-"""(step, frames, name, value): a metric row as the store holds it."""
 
 
 def check_backends(names: Iterable[str]) -> tuple[str, ...]:
@@ -215,12 +214,10 @@ class WandB:
         self.logged = max([self.logged, *logged])
 
     def rows(self, rows: list[Row]) -> None:
-        by_step: dict[int, dict[str, float]] = {}
-        for step, frames, name, value in rows:
-            by_step.setdefault(step, {"frames": frames})[name] = value
-        for step in sorted(by_step):
+        steps = by_step(rows)
+        for step in sorted(steps):
             if step > self.logged:
-                self.handle.log(by_step[step], step=step)
+                self.handle.log(steps[step], step=step)
                 self.logged = step
 
     def image(self, step: int, name: str, image: np.ndarray) -> None:

@@ -39,7 +39,7 @@ VERSION = 1
 IDENTITY = ("experiment", "name", "env", "rung", "seed", "preset", "config", "overrides", "steps")
 _DATES = ("heartbeat", "created", "started", "ended")
 
-Row = tuple[int, int, str, float | None]
+Row = tuple[int, int, str, float | None]  # `rows.Row`, whose value an export may hold as null
 
 
 @dataclass(frozen=True)
