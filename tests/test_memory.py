@@ -10,6 +10,7 @@ from ladder_helpers import ENVS, TINY, blast
 
 from blast_core import config as C
 from blast_core.config import tree as T
+from blast_core.run.checkpoint import weights_mib
 from blast_core.scheduling import Execution, Placement, placement
 from blast_core.scheduling import disk as D
 from blast_core.scheduling import memory as M
@@ -47,7 +48,7 @@ def test_estimate_holds_a_real_runs_replay(tmp_path: Path) -> None:
     # than two whole episodes; all the files are under the estimate.
     checkpoints = sorted((Path(run["run_dir"]) / "checkpoints").glob("*.pt"))
     size = checkpoints[-1].stat().st_size / 2**20
-    assert D.weights_mib(run["config"]) < size < D.checkpoint_mib(run["config"])
+    assert weights_mib(run["config"]) < size < D.checkpoint_mib(run["config"])
     written = sum(f.stat().st_size for f in [*files, *checkpoints]) / 2**20
     assert written <= D.run_disk_mib(run["config"])
 
@@ -65,7 +66,7 @@ def test_weights_estimate_is_the_size_of_a_saved_agent(tmp_path: Path, env: str)
     agent.update(synthetic_batch(cfg, act))  # Adam's moments exist after a step
     torch.save(agent.checkpoint_state(), tmp_path / "agent.pt")
     size = (tmp_path / "agent.pt").stat().st_size / 2**20
-    assert D.weights_mib(T.to_dict(cfg)) == pytest.approx(size, rel=0.05)
+    assert weights_mib(T.to_dict(cfg)) == pytest.approx(size, rel=0.05)
 
 
 def test_disk_warning_when_the_runs_may_not_fit(tmp_path: Path) -> None:

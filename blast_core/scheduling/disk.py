@@ -23,10 +23,6 @@ STORED_FRACTION = {"minigrid": 0.02, "dmc": 0.3}
 """Compressed episode files over their arrays, rounded up from what was measured: 1.1 % for 300
 MiniGrid episodes of a `cpu`-preset run, 24 % for a rendered walker_run episode."""
 CHECKPOINTS_AT_ONCE = 3
-TENSOR_BYTES = 320
-"""What `torch.save` adds per tensor (its record in the archive and the pickled structure): ~290
-bytes measured on a `tiny` agent's checkpoint state."""
-
 
 def checkpoint_mib(config: Mapping[str, Any]) -> float:
     """One checkpoint of a run with this resolved config (the store's dict), at most: its
@@ -35,27 +31,9 @@ def checkpoint_mib(config: Mapping[str, Any]) -> float:
     steps."""
     frame = int(config["env"]["size"]) ** 2 * 3 + STEP_EXTRA_BYTES
     episodes = 2 * (int(config["env"]["time_limit"]) + 1) * frame / 2**20
+    from blast_core.run.checkpoint import weights_mib  # torch and the agent, to count weights
+
     return weights_mib(config) + episodes
-
-
-def weights_mib(config: Mapping[str, Any]) -> float:
-    """A run's weights, buffers and Adam moments in fp32 (MiB), from its agent's parameter
-    counts (built on torch's meta device: no memory, no time)."""
-    import torch
-
-    from blast_core import config as C
-    from blast_core.agent import ActSpace, Agent
-    from blast_core.config import tree as T
-
-    cfg = T.from_dict(config, C.Config)
-    act = ActSpace(True, 3) if cfg.env.family == "minigrid" else ActSpace(False, 6)
-    with torch.device("meta"):
-        agent = Agent(cfg, act, "meta")
-    params, buffers = list(agent.parameters()), list(agent.buffers())
-    trained = [p for p in params if p.requires_grad]
-    numbers = sum(t.numel() for t in params + buffers) + 2 * sum(p.numel() for p in trained)
-    tensors = len(params) + len(buffers) + 3 * len(trained)  # Adam: two moments and a step
-    return (4 * numbers + TENSOR_BYTES * tensors) / 2**20
 
 
 def run_disk_mib(config: Mapping[str, Any]) -> int:
