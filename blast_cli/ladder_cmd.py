@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 
 from blast_cli import options, run_cmd
+from blast_cli import status_view as S
+from blast_cli.live import make_view
 from blast_core import config as C
 from blast_core.errors import BlastError
 from blast_core.run.sinks import check_backends
@@ -32,10 +34,11 @@ from blast_core.scheduling import (
     resume_all,
     run_grid,
 )
-from blast_core.scheduling import status as S
+from blast_core.scheduling.cancel import cancel as cancel_runs
 from blast_core.scheduling.crash import mark_crashed
 from blast_core.scheduling.execution import SlurmOptions
 from blast_core.scheduling.ladder import check_executor
+from blast_core.scheduling.view import LogView, View
 from blast_core.store import (
     check_destination,
     connect,
@@ -133,6 +136,12 @@ def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
                      log=check_backends(log))
 
 
+def _view(ex: Execution) -> View:
+    """The live table on a terminal for runs that execute here; event lines otherwise (a pipe,
+    --no-progress, or SLURM, whose runs report from their jobs)."""
+    return make_view(ex.live) if ex.executor == "local" else LogView()
+
+
 def _finish(outcome: Outcome) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts().items()))
     typer.echo(f"{len(outcome.states)} runs: {counts or 'nothing to do'}", err=True)
@@ -180,7 +189,7 @@ def run_ladder(
     _confirm_paper_on_cpu(specs, ex, yes)
     check_executor(ex)
     check_destination(db, results)  # the last check, and the first write: the database
-    _finish(run_grid(specs, ex))
+    _finish(run_grid(specs, ex, view=_view(ex)))
 
 
 def run_recipe(
@@ -218,7 +227,7 @@ def run_recipe(
     _confirm_paper_on_cpu(specs, ex, yes)
     check_executor(ex)
     check_destination(db, results)  # the last check, and the first write: the database
-    _finish(run_grid(specs, ex, recipe=loaded.text))
+    _finish(run_grid(specs, ex, recipe=loaded.text, view=_view(ex)))
 
 
 def resume(
@@ -257,7 +266,7 @@ def resume(
     _store(results, db).close()  # no database here: nothing to resume, and none to create
     ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
                     no_progress, mem_per_run=mem_per_run, log=log or [])
-    _finish(resume_all(ex, experiment))
+    _finish(resume_all(ex, experiment, view=_view(ex)))
 
 
 def _console() -> Console:
@@ -312,7 +321,7 @@ def cancel(
     if experiment:
         S.status_tables(store, experiment)  # an unknown experiment is an error
         run_ids = [r["id"] for r in store.runs(experiment)]
-    for run_id, what in S.cancel(store, list(run_ids or [])).items():
+    for run_id, what in cancel_runs(store, list(run_ids or [])).items():
         typer.echo(f"{run_id}: {what}")
 
 

@@ -76,6 +76,14 @@ def test_each_part_imports_only_what_the_architecture_allows() -> None:
     assert not wrong, "\n".join(sorted(wrong))
 
 
+def test_rich_rendering_lives_in_the_cli() -> None:
+    for module, path in SOURCES.items():
+        tree = ast.parse(path.read_text())
+        names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any(n == "rich" or n.startswith("rich.") for n in names), module
+
+
 def test_config_and_specs_import_no_torch() -> None:
     for module, path in SOURCES.items():
         if part(module) == "config" or module == "blast_core.run.spec":

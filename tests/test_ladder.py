@@ -36,6 +36,7 @@ from ladder_helpers import (
 from rich.console import Console
 from sqlalchemy import update
 
+from blast_cli import status_view as S
 from blast_core.errors import BlastError
 from blast_core.run.spec import RunSpec
 from blast_core.scheduling import (
@@ -48,7 +49,6 @@ from blast_core.scheduling import (
     recipes,
     slot_env,
 )
-from blast_core.scheduling import status as S
 from blast_core.scheduling.execution import Execution
 from blast_core.scheduling.jobs import grid, plan
 from blast_core.scheduling.ladder import paper_on_cpu

@@ -36,7 +36,7 @@ def test_a_run_without_a_terminal_gets_plain_lines_and_no_progress_gets_none() -
 def test_the_ladder_table_lists_runs_in_ladder_order_active_first() -> None:
     from rich.console import Console
 
-    from blast_core.scheduling.view import run_table
+    from blast_cli.live import run_table
 
     def row(rung: str, seed: int, status: str = "done") -> dict:
         return {"id": f"e/{rung}{seed}", "name": f"{rung} s{seed}", "env": "minigrid:unmodified",

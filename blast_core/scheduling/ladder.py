@@ -16,7 +16,7 @@ from blast_core.scheduling.execution import Execution, Outcome
 from blast_core.scheduling.jobs import Job, job_configs, plan, resumable
 from blast_core.scheduling.local import Scheduler, blast_command
 from blast_core.scheduling.slots import describe, plan_slots
-from blast_core.scheduling.view import LogView, View, make_view
+from blast_core.scheduling.view import LogView, View
 from blast_core.store import connect
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def run_grid(
 ) -> Outcome:
     """Bring every run of a validated grid to an end state; done runs are not touched."""
     check_executor(ex)
-    view = view or (make_view(ex.live) if ex.executor == "local" else LogView())
+    view = view or LogView()
     experiment = specs[0].experiment
     store = connect(ex.db)
     store.ensure_experiment(experiment, recipe)
@@ -74,7 +74,7 @@ def paper_on_cpu(specs: Sequence[RunSpec], ex: Execution) -> bool:
 def resume_all(ex: Execution, experiment: str | None = None, view: View | None = None) -> Outcome:
     """Restart every crashed, failed and interrupted run (of one experiment) from its checkpoint."""
     check_executor(ex)
-    view = view or (make_view(ex.live) if ex.executor == "local" else LogView())
+    view = view or LogView()
     store = connect(ex.db)
     mark_crashed(store, experiment, ex.stale_after)
     jobs = resumable(store, experiment)

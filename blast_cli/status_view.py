@@ -1,12 +1,8 @@
-"""`blast status`, `blast ls` and `blast cancel`: the state of experiments, read from the store."""
+"""`blast status` and `blast ls`: the state of experiments, read from the store, as rich tables."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
@@ -14,10 +10,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from blast_cli.live import STYLE, counts_line
 from blast_core.config import RUNG_IDS
 from blast_core.errors import BlastError
-from blast_core.scheduling.crash import lock_held, mark_crashed, pid_alive
-from blast_core.scheduling.view import STYLE, counts_line
+from blast_core.scheduling.crash import mark_crashed
 from blast_core.store import STATUSES
 
 if TYPE_CHECKING:
@@ -207,46 +203,3 @@ def experiments_table(store: Store) -> Table:
         table.add_row(exp["name"], str(sum(counts.values())), states,
                       exp["created"].strftime("%Y-%m-%d %H:%M"))
     return table
-
-
-def cancel(store: Store, run_ids: list[str], grace_s: float = 120.0) -> dict[str, str]:
-    """Cancel runs: a running one on this host is stopped first (SIGTERM: it checkpoints; SIGKILL
-    after `grace_s`), so it cannot overwrite `cancelled` on its way out. Returns what happened."""
-    out = {}
-    for run_id in run_ids:
-        run = store.run(run_id)
-        if run is None:
-            raise BlastError(f"unknown run {run_id!r}")
-        if run["status"] in ("done", "cancelled"):
-            out[run_id] = f"already {run['status']}"
-            continue
-        note = "cancelled"
-        if run["status"] == "running":
-            if run["host"] == socket.gethostname():
-                _stop_process(run, grace_s)
-            else:
-                note = f"cancelled (its process on {run['host']} was not signalled)"
-        store.set_status(run_id, "cancelled", error="cancelled by the user")
-        out[run_id] = note
-    return out
-
-
-def _stop_process(run: dict[str, Any], grace_s: float) -> None:
-    def alive() -> bool:
-        held = lock_held(Path(run["run_dir"])) if run["run_dir"] else None
-        return pid_alive(run["pid"]) if held is None else held
-
-    def send(signum: int) -> None:
-        try:
-            os.kill(run["pid"], signum)
-        except ProcessLookupError:
-            pass
-
-    if not alive():
-        return
-    send(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if alive():
-        send(signal.SIGKILL)
