@@ -477,10 +477,7 @@ def train(
                     results = s.evaluate(sched.eval_eps)
                 tracker.add(s.step, results)
                 score = results["eval_score"]
-                if run.sinks.wants_images:
-                    image = probe_image(s)
-                    if image is not None:
-                        run.sinks.image(s.step, "probe/imagined_frame", image)
+                run.sinks.image(s.step, "probe/imagined_frame", lambda: probe_image(s))
             if due(s.step, sched.log_every):
                 with s.clock("save"):
                     tracker.add(s.step, s.losses.pop() | speed.rates(s.step, s.updates)

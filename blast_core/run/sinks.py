@@ -52,11 +52,11 @@ class Sinks:
     about once and switched off."""
 
     def __init__(self, sinks: dict[str, Any], say: Callable[[str], None]) -> None:
-        self.sinks, self.say = sinks, say
+        self.sinks, self.say, self.images_off = sinks, say, False
 
     @property
     def wants_images(self) -> bool:
-        return "tensorboard" in self.sinks
+        return "tensorboard" in self.sinks and not self.images_off
 
     def _each(self, method: str, *args: Any) -> None:
         for name, sink in list(self.sinks.items()):
@@ -79,8 +79,19 @@ class Sinks:
         if rows:
             self._each("rows", rows)
 
-    def image(self, step: int, name: str, image: np.ndarray) -> None:
-        self._each("image", step, name, image)
+    def image(self, step: int, name: str, make: Callable[[], np.ndarray | None]) -> None:
+        """The image `make()` draws, to the sinks that show images; drawing it is guarded as
+        they are (a failure is one warning, then no more images)."""
+        if not self.wants_images:
+            return
+        try:
+            image = make()
+        except Exception as e:
+            self.say(f"warning: no more {name} images: {type(e).__name__}: {e}")
+            self.images_off = True
+            return
+        if image is not None:
+            self._each("image", step, name, image)
 
     def close(self) -> None:
         self._each("close")
