@@ -32,6 +32,40 @@ _NEEDS = {
 }
 
 
+# `blast --help` lists the commands with these lines instead of importing every command's module
+# (the library's config, scheduler and store: about half of its time). tests/test_cli_args.py
+# checks that the listing is the one the full app prints.
+_OVERVIEW = {
+    "run": "Train one run; running the same command again resumes it from its last checkpoint.",
+    "run-ladder": "Run the grid env x rung x seed; done runs are skipped, unfinished ones "
+                  "resumed.",
+    "run-recipe": "Run every run a recipe names (checked in full before anything is written).",
+    "status": "The env x rung x seed matrix of each experiment: states, progress and last "
+              "scores.",
+    "ls": "Every experiment and its runs by state.",
+    "cancel": "Cancel runs: running ones here are stopped at a checkpoint first.",
+    "resume": "Continue runs from their last checkpoints (named ones here; --all through the "
+              "scheduler).",
+    "report": "Draw a paper figure (PNG + PDF + CSV of the numbers drawn) or the ladder "
+              "statistics.",
+    "export": "Write experiments' runs, configs, commits and every metric row to one portable "
+              "file.",
+    "import": "Merge export files into this database; importing a file again adds nothing.",
+    "bench": "Measure one update per rung (--models), environment steps/s (--envs), or one "
+             "whole run\nand where its time goes (--run).",
+    "config": "Show resolved configs and the differences between rungs.",
+    "envs": "List the environments and draw sample observations.",
+}
+
+
+def overview_app() -> typer.Typer:
+    """The app `blast` and `blast --help` show: every command's name and first line only."""
+    app = build_app(())
+    for name, summary in _OVERVIEW.items():
+        app.command(name, help=summary)(lambda: None)
+    return app
+
+
 def _register(app: typer.Typer, module: str) -> None:
     mod = importlib.import_module(f"blast_cli.{module}")
     if module in ("config_cmd", "envs_cmd"):
@@ -72,7 +106,7 @@ def main() -> None:
     option given twice among them, become one line on stderr and exit code 2, never a
     traceback; anything else is a bug: its traceback, a request to report it, exit code 70."""
     word = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    app = build_app(_NEEDS.get(word, _MODULES))
+    app = overview_app() if word is None else build_app(_NEEDS.get(word, _MODULES))
     if "--help" not in sys.argv:
         problem = repeated_option(typer.main.get_command(app), sys.argv[1:])
         if problem:

@@ -69,8 +69,12 @@ def test_an_unexpected_exception_is_a_bug_report_not_a_user_error(monkeypatch, c
     def boom() -> None:
         raise ZeroDivisionError("a bug")
 
+    @broken.command()
+    def other() -> None:
+        pass
+
     monkeypatch.setattr(entry, "build_app", lambda modules=(): broken)
-    monkeypatch.setattr(sys, "argv", ["blast"])
+    monkeypatch.setattr(sys, "argv", ["blast", "boom"])
     with pytest.raises(SystemExit) as ended:
         entry.main()
     err = capsys.readouterr().err
@@ -87,3 +91,17 @@ def test_a_run_spec_is_plain_data_without_torch() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.strip() == "", done.stdout
+
+
+def test_the_overview_lists_what_the_full_app_lists() -> None:
+    """`blast --help` is drawn from a list of the commands' first lines, not from their modules:
+    it must print exactly what the full app prints."""
+    from typer.testing import CliRunner
+
+    from blast_cli.main import overview_app
+
+    runner = CliRunner()
+    full = runner.invoke(build_app(), ["--help"], env={"COLUMNS": "100"})
+    quick = runner.invoke(overview_app(), ["--help"], env={"COLUMNS": "100"})
+    assert full.exit_code == quick.exit_code == 0
+    assert quick.output == full.output and "run-ladder" in quick.output
