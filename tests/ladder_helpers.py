@@ -44,15 +44,17 @@ def start_blast(*args: Any) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
 
 
-def wait_for(find: Callable[[], T | None], timeout: float = 300, what: str = "it") -> T:
-    """Poll `find` until it returns something."""
+def wait_for(find: Callable[[], T | None], timeout: float = 300, what: str = "it",
+             seen: Callable[[], object] | None = None) -> T:
+    """Poll `find` until it returns something; on a timeout the message holds what `seen` says
+    (the state that did not come), so a failure on another machine can be read from its log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = find()
         if found:
             return found
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f"; saw {seen()}" if seen else ""))
 
 
 def parent(pid: int) -> int:

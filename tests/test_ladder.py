@@ -210,14 +210,18 @@ def test_tiny_ladder_with_a_killed_run_resume_and_resubmission(tmp_path: Path) -
     ladder_end_to_end(results, url)
 
 
-def test_ctrl_c_checkpoints_every_run_and_marks_it_interrupted(tmp_path: Path) -> None:
+def test_a_stop_checkpoints_every_run_and_marks_it_interrupted(tmp_path: Path) -> None:
     results, url, loc = where(tmp_path)
     proc = start_blast("run-ladder", "--env", ENVS[0], "--rungs", "dv2,stop_grad,bn",
                        "--seeds", 1, *tiny(1000), "--workers", 2,
                        "--experiment", "stop", "--no-progress", *loc)
     store = wait_for(lambda: (results / "blast.db").exists() and Store.open(url), what="the db")
     running = wait_for(lambda: running_with_checkpoint(store, "stop", count=2), what="2 runs")
+    # Ctrl-C, then SIGTERM twice as a SLURM scancel delivers it (to the step, and forwarded by
+    # srun): only a second Ctrl-C may give up waiting for the checkpoints.
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 3, err
     states = {r["id"]: r for r in store.runs("stop")}

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def submit_mid_run(url: str, results: Path, experiment: str) -> tuple[Store, str
     proc = start_blast(*ladder(url, results, experiment, *LONG, "--runs-per-job", 2,
                                "--cpus-per-job", 2, "--threads", 1))
     runs = wait_for(lambda: running_with_checkpoint(store, experiment, 2), timeout=240,
-                    what="both runs training past a checkpoint")
+                    what="both runs training past a checkpoint", seen=states(store, experiment))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     (job,) = submitted(err)
@@ -102,6 +103,12 @@ def alive(pid: int) -> bool:
 def all_in(store: Store, experiment: str, states: set[str], count: int) -> list[dict] | None:
     runs = store.runs(experiment)
     return runs if len(runs) == count and {r["status"] for r in runs} <= states else None
+
+
+def states(store: Store, experiment: str) -> Callable[[], list[tuple]]:
+    """What a timed-out wait prints: each run's state, step, error and launches."""
+    return lambda: [(r["status"], r["step"], r["error"], r["launches"])
+                    for r in store.runs(experiment)]
 
 
 def metric_table(store: Store, experiment: str) -> dict[tuple[int, str, int], float]:
@@ -160,7 +167,7 @@ def test_a_preempted_job_is_requeued_and_its_runs_end_as_if_never_stopped(
     else:  # what `scontrol requeue` and PreemptMode=REQUEUE send: SIGTERM, then SIGKILL
         subprocess.run(["scontrol", "requeue", job], check=True)
     runs = wait_for(lambda: all_in(store, "pre", {"done"}, 2), timeout=240,
-                    what="the requeued job's runs to finish")
+                    what="the requeued job's runs to finish", seen=states(store, "pre"))
 
     for run in runs:
         assert run["step"] == 1000 and run["launches"] == 2, run
@@ -180,7 +187,7 @@ def test_a_cancelled_job_leaves_its_runs_resumable(pg_url: str, tmp_path: Path) 
     store, job, _ = submit_mid_run(pg_url, results, "can")
     subprocess.run(["scancel", job], check=True)
     runs = wait_for(lambda: all_in(store, "can", {"cancelled", "interrupted"}, 2), timeout=120,
-                    what="the runs to stop")
+                    what="the runs to stop", seen=states(store, "can"))
     assert all(0 < r["step"] < 1000 for r in runs)
     assert ended(job) == "CANCELLED"
 
@@ -223,7 +230,7 @@ def test_runs_never_outlive_their_jobs_process(pg_url: str, tmp_path: Path) -> N
     # outside the job's allocation.
     os.kill(parent(runs[0]["pid"]), signal.SIGKILL)
     after = wait_for(lambda: all_in(store, "orphan", {"interrupted"}, 2), timeout=120,
-                     what="the runs to stop")
+                     what="the runs to stop", seen=states(store, "orphan"))
     assert all(0 < r["step"] < 1000 for r in after)
     wait_for(lambda: not any(alive(r["pid"]) for r in runs), timeout=60, what="the runs to exit")
     assert ended(job) in ("FAILED", "CANCELLED")

@@ -193,10 +193,13 @@ class Scheduler:
             return lambda: None
 
         def handler(signum: int, _frame: Any) -> None:
-            if self.stop_signal:  # a second Ctrl-C: stop waiting for checkpoints
+            # A second Ctrl-C: stop waiting for checkpoints. A second SIGTERM is no such
+            # request: SLURM's scancel delivers it twice (to the step, and forwarded by srun)
+            # and escalates by itself (SIGKILL after KillWait).
+            if self.stop_signal and signum == signal.SIGINT:
                 for act in self.active.values():
                     act.proc.kill()
-            self.stop_signal = signum
+            self.stop_signal = self.stop_signal or signum
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
