@@ -60,7 +60,7 @@ def check_exact(rung: str, overrides: dict) -> None:
     cfg = make_config(env_id, rung, "paper", {"cuda_graphs": True, **overrides})
     torch.manual_seed(0)
     agent = Agent(cfg, act, "cuda")
-    wm, behavior = agent.wm, agent.behavior
+    wm, behavior = agent.world_model, agent.behavior
     sample = dists.OneHot.sample
     dists.OneHot.sample = dists.OneHot.mode  # deterministic rollouts for an exact comparison
     try:
@@ -110,12 +110,13 @@ def check_world_model(family: str, rung: str, overrides: dict,
                 agents[1].load_checkpoint_state(copy.deepcopy(agents[0].checkpoint_state()))
             for i in range(steps):
                 batch = {k: v.to("cuda") for k, v in synthetic_batch(cfg, act, i).items()}
-                (s0, m0), (s1, m1) = (a.wm.train_step(batch) for a in agents)
+                (s0, m0), (s1, m1) = (a.world_model.train_step(batch) for a in agents)
                 for key in s0:
                     close(s1[key], s0[key], f"step {i}: start {key}")
                 for key in m0:
                     close(m1[key], m0[key], f"step {i}: {key}")
-            assert not graphs[1] or agents[1].wm.graphed_step.graph is not None, "no capture"
+            graphed = agents[1].world_model.graphed_step
+            assert not graphs[1] or graphed.graph is not None, "no capture"
             same_state(*agents)
             print(f"world model {name}: graphed == eager ({phase})", flush=True)
     finally:

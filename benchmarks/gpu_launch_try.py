@@ -47,13 +47,13 @@ def setup(rung: str, overrides: dict) -> tuple:
     torch.manual_seed(0)
     agent = Agent(cfg, act, "cuda")
     batch = {k: v.to("cuda") for k, v in synthetic_batch(cfg, act).items()}
-    start, _ = agent.wm.train_step(batch)
+    start, _ = agent.world_model.train_step(batch)
     flat = {k: v.reshape(-1, *v.shape[2:]).detach().clone() for k, v in start.items()}
     return cfg, agent, batch, flat
 
 
 def imagine_fn(cfg, agent, flat):  # noqa: ANN001, ANN201
-    wm, behavior = agent.wm, agent.behavior
+    wm, behavior = agent.world_model, agent.behavior
 
     def imagine():  # noqa: ANN202
         with frozen(wm), torch.no_grad():
@@ -64,15 +64,15 @@ def imagine_fn(cfg, agent, flat):  # noqa: ANN001, ANN201
 def try_compile(label: str, rung: str, overrides: dict) -> None:
     cfg, agent, batch, flat = setup(rung, overrides)
     imagine = imagine_fn(cfg, agent, flat)
-    base = (median_ms(lambda: agent.wm.train_step(batch)), median_ms(imagine))
-    rssm = agent.wm.rssm
-    for gru in [m for m in (rssm.gru, getattr(rssm, "ar_gru", None)) if m is not None]:
+    base = (median_ms(lambda: agent.world_model.train_step(batch)), median_ms(imagine))
+    rssm = agent.world_model.rssm
+    for gru in [m for m in (rssm.gru, getattr(rssm.prior, "gru", None)) if m is not None]:
         gru.cell = torch.compile(gru.cell, dynamic=False)
     start = time.perf_counter()
-    agent.wm.train_step(batch)
+    agent.world_model.train_step(batch)
     imagine()
     compile_s = time.perf_counter() - start
-    new = (median_ms(lambda: agent.wm.train_step(batch)), median_ms(imagine))
+    new = (median_ms(lambda: agent.world_model.train_step(batch)), median_ms(imagine))
     print(f"{label:16} compiled GRU cell: world model {base[0]:6.1f} -> {new[0]:6.1f} ms, "
           f"imagine {base[1]:6.1f} -> {new[1]:6.1f} ms (compiling {compile_s:.0f} s)", flush=True)
 

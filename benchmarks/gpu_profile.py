@@ -43,7 +43,7 @@ def profile_config(label: str, cfg, act) -> None:  # noqa: ANN001
     torch.manual_seed(0)
     agent = Agent(cfg, act, "cuda")
     batch = {k: v.to("cuda") for k, v in synthetic_batch(cfg, act).items()}
-    wm, behavior = agent.wm, agent.behavior
+    wm, behavior = agent.world_model, agent.behavior
     start, _ = wm.train_step(batch)
     flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
 

@@ -230,7 +230,7 @@ class BlastSide:
         from blast_core.agent.dists import kl_onehot
         from blast_core.agent.nets import preprocess
 
-        wm = self.agent.wm
+        wm = self.agent.world_model
         wm.eval()
         b = to_blast(w)
         post = wm.rssm.observe(wm.encoder(preprocess(b["image"])), b["action"], b["is_first"])
@@ -258,10 +258,10 @@ class SheeprlSide:
         self.cfg = compose(sheeprl_overrides(cfg) + ["env=dummy", "metric.log_level=0"])
         self.fabric = Fabric(devices=1, accelerator="cpu", precision="32-true")
         space = gym.spaces.Dict({"rgb": gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)})
-        self.wm, self.actor, self.critic, self.target_critic, _ = build_agent(
+        self.world_model, self.actor, self.critic, self.target_critic, _ = build_agent(
             self.fabric, (3,), False, self.cfg, space)
         opts = [build_optimizer(o, m.parameters()) for o, m in (
-            (self.cfg.algo.world_model.optimizer, self.wm), (self.cfg.algo.actor.optimizer,
+            (self.cfg.algo.world_model.optimizer, self.world_model), (self.cfg.algo.actor.optimizer,
                                                              self.actor),
             (self.cfg.algo.critic.optimizer, self.critic))]
         self.opts = self.fabric.setup_optimizers(*opts)
@@ -274,7 +274,8 @@ class SheeprlSide:
             for cp, tcp in zip(self.critic.module.parameters(),
                                self.target_critic.module.parameters(), strict=True):
                 tcp.data.copy_(cp.data)
-        train(self.fabric, self.wm, self.actor, self.critic, self.target_critic, *self.opts,
+        train(self.fabric, self.world_model, self.actor, self.critic, self.target_critic,
+              *self.opts,
               to_sheeprl(w, self.bcfg.clip_rewards == "tanh"), None, self.cfg, (3,))
         self.updates += 1
 
@@ -285,18 +286,18 @@ class SheeprlSide:
         c = self.cfg.algo.world_model
         data = to_sheeprl(w, False)
         T, B = data["actions"].shape[:2]
-        embed = self.wm.encoder({"rgb": data["rgb"] / 255 - 0.5})
+        embed = self.world_model.encoder({"rgb": data["rgb"] / 255 - 0.5})
         h = torch.zeros(1, B, c.recurrent_model.recurrent_state_size)
         z = torch.zeros(1, B, c.stochastic_size, c.discrete_size)
         hs, zs, post_logits, prior_logits = [], [], [], []
         for t in range(T):
-            h, z, _, q, p = self.wm.rssm.dynamic(z, h, data["actions"][t:t + 1],
+            h, z, _, q, p = self.world_model.rssm.dynamic(z, h, data["actions"][t:t + 1],
                                                  embed[t:t + 1], data["is_first"][t:t + 1])
             hs.append(h), zs.append(z), post_logits.append(q), prior_logits.append(p)
         shape = (T, B, c.stochastic_size, c.discrete_size)
         z = torch.cat(zs).reshape(T, B, -1)
         latent = torch.cat([z, torch.cat(hs)], -1)
-        image = self.wm.observation_model(latent)["rgb"]
+        image = self.world_model.observation_model(latent)["rgb"]
         q = torch.cat(post_logits).reshape(shape)
         p = torch.cat(prior_logits).reshape(shape)
 
@@ -304,7 +305,8 @@ class SheeprlSide:
             return x.transpose(0, 1)
 
         nll = 0.5 * ((image - (data["rgb"] / 255 - 0.5)) ** 2).sum((-3, -2, -1))
-        return per_step(image_nll=bm(nll), reward=bm(self.wm.reward_model(latent).squeeze(-1)),
+        reward = self.world_model.reward_model(latent).squeeze(-1)
+        return per_step(image_nll=bm(nll), reward=bm(reward),
                         kl=bm(kl_onehot(q, p)), prior_logits=bm(p), post_logits=bm(q))
 
 

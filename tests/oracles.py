@@ -17,7 +17,7 @@ from unittest import mock
 import torch
 from torch import Tensor
 
-from blast_core.agent import behavior, made, nets, rssm
+from blast_core.agent import behavior, made, nets, priors, rssm
 from blast_core.agent.dists import OneHot
 
 State = dict[str, Tensor]
@@ -44,28 +44,29 @@ def observe(self: rssm.RSSM, embed: Tensor, action: Tensor, is_first: Tensor,
     return {k: torch.stack([s[k] for s in states], 1) for k in states[0]}
 
 
-def ar_forced(self: rssm.RSSM, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+def ar_forced(self: priors.GRUPrior, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
     """Teacher forcing one group at a time."""
+    teacher = teacher.reshape(h.shape[0], self.cfg.ar_steps, -1)
     state, logits = h, []
     for i in range(self.cfg.ar_steps):
-        logits.append(self._ar_head(state, i))
+        logits.append(self.head(state, i))
         if i + 1 < self.cfg.ar_steps:  # the last GRU update would be discarded
-            state = self.ar_gru(self.ar_sample_in(teacher[:, i]), state)
+            state = self.gru(self.sample_in(teacher[:, i]), state)
     return torch.cat(logits, 1), teacher
 
 
-def ar_sampled(self: rssm.RSSM, h: Tensor, sample: bool) -> tuple[Tensor, Tensor]:
-    """Each group drawn, then fed back through `ar_sample_in` and the AR GRU."""
+def ar_sampled(self: priors.GRUPrior, h: Tensor, sample: bool) -> tuple[Tensor, Tensor]:
+    """Each group drawn, then fed back through `sample_in` and the AR GRU."""
     c = self.cfg
     k = c.stoch // c.ar_steps
     state, logits, stochs = h, [], []
     for i in range(c.ar_steps):
-        dist = OneHot(self._ar_head(state, i).reshape(-1, k, c.discrete), dims=1)
+        dist = OneHot(self.head(state, i).reshape(-1, k, c.discrete), dims=1)
         z = dist.sample() if sample else dist.mode()
         logits.append(dist.logits)
         stochs.append(z)
         if i + 1 < c.ar_steps:
-            state = self.ar_gru(self.ar_sample_in(z.reshape(-1, k * c.discrete)), state)
+            state = self.gru(self.sample_in(z.reshape(-1, k * c.discrete)), state)
     return torch.cat(logits, 1), torch.cat(stochs, 1)
 
 
@@ -73,7 +74,7 @@ def made_group_logits(self: made.MADEPrior, h: Tensor, stochs: list[Tensor]) -> 
     """The whole masked pass per group, later groups' inputs zero (unseen)."""
     for i in range(self.groups):
         known = torch.cat([*stochs, h.new_zeros(h.shape[0], (self.groups - i) * self.width)], 1)
-        yield self(h, known)[:, i * self.width:(i + 1) * self.width]
+        yield self.forced(h, known)[0][:, i * self.width:(i + 1) * self.width]
 
 
 def rollout_actor(self: behavior.ActorCritic, outs: list[Tensor]):  # noqa: ANN201
@@ -90,8 +91,8 @@ def plain_path(plain: bool = True) -> Iterator[None]:
         (nets, "gather_ok", lambda x: False),
         (rssm, "gather_ok", lambda x: False),
         (rssm.RSSM, "observe", observe),
-        (rssm.RSSM, "_ar_forced", ar_forced),
-        (rssm.RSSM, "_ar_sampled", ar_sampled),
+        (priors.GRUPrior, "forced", ar_forced),
+        (priors.GRUPrior, "sampled", ar_sampled),
         (made.MADEPrior, "_group_logits", made_group_logits),
         (behavior.ActorCritic, "_rollout_actor", rollout_actor),
     ]

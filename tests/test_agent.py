@@ -48,13 +48,13 @@ def test_ar_prior_joint_probabilities_sum_to_one(ar_net, ar_hidden, ar_direct, a
     rssm, cfg = small_ar_rssm(stoch=3, discrete=3, ar_steps=3, ar_net=ar_net, ar_hidden=ar_hidden,
                               ar_direct=ar_direct, ar_h_share=ar_h_share)
     if ar_hidden:
-        assert rssm.made.prior_out.weight.shape == (ar_hidden, ar_hidden)
+        assert rssm.prior.out.weight.shape == (ar_hidden, ar_hidden)
     if ar_net == "made" and not ar_hidden:  # group i reads the units of degree <= i
-        assert rssm.made.ends == {0.5: [4, 6, 8], 0.75: [6, 7, 8]}[ar_h_share]
+        assert rssm.prior.ends == {0.5: [4, 6, 8], 0.75: [6, 7, 8]}[ar_h_share]
     if ar_direct:  # the direct map is there and not masked to nothing
-        assert rssm.made.prior_direct.weight.shape == (9, 9)
+        assert rssm.prior.direct.weight.shape == (9, 9)
         with torch.no_grad():
-            rssm.made.prior_direct.weight.mul_(3)
+            rssm.prior.direct.weight.mul_(3)
     deter = torch.randn(4, cfg.deter)
     total = torch.zeros(4)
     for config in itertools.product(range(cfg.discrete), repeat=cfg.stoch):
@@ -82,40 +82,43 @@ def test_ar_prior_teacher_forced_equals_sequential(ar_net):
 
 def test_ema_target_gets_no_gradient_and_moves_by_tau():
     agent, batch = build("target")
-    wm = agent.wm
-    for a, b in zip(wm.target_encoder.parameters(), wm.encoder.parameters(), strict=True):
+    world_model = agent.world_model
+    for a, b in zip(world_model.target_encoder.parameters(), world_model.encoder.parameters(),
+                    strict=True):
         torch.testing.assert_close(a, b)  # starts as a copy (the project's decision)
     agent.update(batch)  # move the online encoder away from the target
-    before = [p.detach().clone() for p in wm.target_encoder.parameters()]
-    model_loss, *_ = wm.loss(batch)
+    before = [p.detach().clone() for p in world_model.target_encoder.parameters()]
+    model_loss, *_ = world_model.loss(batch)
     model_loss.backward()
-    assert all(p.grad is None and not p.requires_grad for p in wm.target_encoder.parameters())
-    wm.opt.step()
-    online = [p.detach().clone() for p in wm.encoder.parameters()]
-    wm.update_target()
-    tau = wm.cfg.target.ema
+    target = world_model.target_encoder.parameters()
+    assert all(p.grad is None and not p.requires_grad for p in target)
+    world_model.opt.step()
+    online = [p.detach().clone() for p in world_model.encoder.parameters()]
+    world_model.update_target()
+    tau = world_model.cfg.target.ema
     assert tau == 0.99
-    for t, old, new in zip(wm.target_encoder.parameters(), before, online, strict=True):
+    for t, old, new in zip(world_model.target_encoder.parameters(), before, online, strict=True):
         torch.testing.assert_close(t, tau * old + (1 - tau) * new)
 
 
 def test_no_recon_decoder_sends_no_gradient_into_encoder_or_rssm():
     agent, batch = build("no_recon")
-    wm = agent.wm
-    assert wm.probe and wm.probe_opt is not None
-    model_ids = {id(p) for p in wm.opt.params}
-    assert not any(id(p) in model_ids for p in wm.decoder.parameters())
-    _, probe_loss, _, metrics = wm.loss(batch)
+    world_model = agent.world_model
+    assert world_model.probe and world_model.probe_opt is not None
+    model_ids = {id(p) for p in world_model.opt.params}
+    assert not any(id(p) in model_ids for p in world_model.decoder.parameters())
+    _, probe_loss, _, metrics = world_model.loss(batch)
     probe_loss.backward()
-    assert all(p.grad is None for p in wm.encoder.parameters())
-    assert all(p.grad is None for p in wm.rssm.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in wm.decoder.parameters())
+    assert all(p.grad is None for p in world_model.encoder.parameters())
+    assert all(p.grad is None for p in world_model.rssm.parameters())
+    decoder = world_model.decoder.parameters()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in decoder)
     # In dv2 the same decoder loss does reach the encoder.
     dv2, batch = build("dv2")
-    model_loss, probe_loss, _, _ = dv2.wm.loss(batch)
-    assert float(probe_loss) == 0 and not dv2.wm.probe
+    model_loss, probe_loss, _, _ = dv2.world_model.loss(batch)
+    assert float(probe_loss) == 0 and not dv2.world_model.probe
     model_loss.backward()
-    assert any(p.grad.abs().sum() > 0 for p in dv2.wm.encoder.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in dv2.world_model.encoder.parameters())
 
 
 @pytest.mark.parametrize("rung", ["no_recon", "ar_prior"])
@@ -135,7 +138,7 @@ def test_probe_fraction_changes_only_the_probe(rung):
     (quarter, m_quarter), (whole, m_whole) = runs[0.25], runs[1.0]
     named = dict(whole.named_parameters())
     for name, p in quarter.named_parameters():
-        if name.startswith("wm.decoder."):
+        if name.startswith("world_model.decoder."):
             assert not torch.equal(p, named[name]), name  # the probe did learn differently
         else:
             torch.testing.assert_close(p, named[name], rtol=0, atol=1e-7, msg=name)
@@ -147,12 +150,12 @@ def test_probe_fraction_changes_only_the_probe(rung):
 def test_probe_fraction_reads_the_first_sequences_and_is_ignored_without_probe():
     frames = []
     agent, batch = build("no_recon", **{"decoder.probe_fraction": 0.5, "dataset.batch": 4})
-    agent.wm.decoder.register_forward_hook(lambda m, inp, out: frames.append(inp[0].shape))
-    agent.wm.loss(batch)
+    agent.world_model.decoder.register_forward_hook(lambda m, inp, out: frames.append(inp[0].shape))
+    agent.world_model.loss(batch)
     assert frames[-1][0] == 2  # 2 of 4 sequences
     dv2, batch = build("dv2", **{"decoder.probe_fraction": 0.5, "dataset.batch": 4})
-    dv2.wm.decoder.register_forward_hook(lambda m, inp, out: frames.append(inp[0].shape))
-    dv2.wm.loss(batch)
+    dv2.world_model.decoder.register_forward_hook(lambda m, inp, out: frames.append(inp[0].shape))
+    dv2.world_model.loss(batch)
     assert frames[-1][0] == 4  # the reconstruction loss sees every sequence
     with pytest.raises(ConfigError, match="probe_fraction"):
         make_config(MINIGRID[0], "bn", "tiny", {"decoder.probe_fraction": 0})
@@ -210,7 +213,8 @@ def test_one_update_of_every_rung_changes_parameters(rung, env):
     for key in ("model_loss", "kl", "actor_loss", "critic_loss", "actor_ent"):
         assert key in metrics
     after = agent.state_dict()
-    for prefix in ("wm.encoder.", "wm.rssm.", "wm.heads.", "behavior.actor.", "behavior.critic."):
+    for prefix in ("world_model.encoder.", "world_model.rssm.", "world_model.heads.",
+                   "behavior.actor.", "behavior.critic."):
         changed = [k for k in before if k.startswith(prefix)
                    and before[k].is_floating_point() and not torch.equal(before[k], after[k])]
         assert changed, f"{prefix} did not change in {rung}"
@@ -221,12 +225,12 @@ def test_one_update_with_the_made_ar_prior(env):
     # DMC's dynamics gradients run backwards through the sampled groups of imagination. Free nats
     # off, so that the KL (below DMC's 1 nat at init) reaches the prior.
     agent, batch = build("ar_prior", env, **{"rssm.ar_net": "made", "kl.free": 0.0})
-    assert not hasattr(agent.wm.rssm, "ar_gru")
+    assert type(agent.world_model.rssm.prior).__name__ == "MADEPrior"
     before = {k: v.clone() for k, v in agent.state_dict().items()}
     metrics = agent.update(batch)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
     after = agent.state_dict()
-    made = [k for k in before if k.startswith("wm.rssm.made.")]
+    made = [k for k in before if k.startswith("world_model.rssm.prior.")]
     assert len(made) == 6 and all(not torch.equal(before[k], after[k]) for k in made)
     actor = [k for k in before if k.startswith("behavior.actor.")]
     assert any(not torch.equal(before[k], after[k]) for k in actor)
@@ -245,7 +249,7 @@ def test_cuda_graphs_setting_changes_nothing_off_gpu(whole_behavior):
         states.append(agent.state_dict())
         behavior = agent.behavior
         assert behavior.graphed_imagine is None and behavior.graphed_step is None
-        assert agent.wm.graphed_step is None
+        assert agent.world_model.graphed_step is None
     assert metrics[0] == metrics[1]
     for key, value in states[0].items():
         torch.testing.assert_close(states[1][key], value, rtol=0, atol=0, msg=key)
@@ -262,10 +266,10 @@ def test_runtime_graphs_only_on_a_gpu_in_fp32_and_not_eager():
     assert not graphed.graphs(torch.zeros(1))
     # An agent hands its runtime to both halves, and to both again when it changes.
     agent, _ = build("bn", switches={"graph_behavior": True})
-    assert agent.wm.runtime is agent.behavior.runtime is agent.runtime
+    assert agent.world_model.runtime is agent.behavior.runtime is agent.runtime
     assert agent.runtime.graph_behavior and agent.runtime.cuda_graphs
     agent.set_runtime(agent.runtime.replace(eager=True))
-    assert agent.wm.runtime.eager and agent.behavior.runtime.eager
+    assert agent.world_model.runtime.eager and agent.behavior.runtime.eager
 
 
 @pytest.mark.parametrize("rung,ar_net", [("dv2", "gru"), ("ar_prior", "gru"), ("ar_prior", "made")])
@@ -273,11 +277,11 @@ def test_world_model_overfits_a_fixed_batch(rung, ar_net):
     agent, batch = build(rung, **{"model_opt.lr": 3e-3, "rssm.ar_net": ar_net})
     first = None
     for _ in range(150):
-        model_loss, probe_loss, _, _ = agent.wm.loss(batch)
-        agent.wm.opt.zero_grad()
+        model_loss, probe_loss, _, _ = agent.world_model.loss(batch)
+        agent.world_model.opt.zero_grad()
         model_loss.backward()
-        agent.wm.opt.step()
-        agent.wm.update_target()
+        agent.world_model.opt.step()
+        agent.world_model.update_target()
         first = float(model_loss.detach()) if first is None else first
     last = float(model_loss.detach())
     assert last < first / 5, (first, last)
@@ -301,7 +305,7 @@ def test_policy_acts_in_both_modes_and_carries_state():
 
 def test_open_loop_reconstruction_shapes():
     agent, batch = build("no_recon")
-    truth, recon = agent.wm.open_loop(batch, context=3, horizon=4)
+    truth, recon = agent.world_model.open_loop(batch, context=3, horizon=4)
     assert truth.shape == recon.shape == (batch["image"].shape[0], 4, 64, 64, 3)
     assert recon.dtype == torch.uint8
 

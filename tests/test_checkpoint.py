@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from blast_core.agent import ActSpace, Agent
+from blast_core.agent.agent import renamed
+from blast_core.agent.runtime import Runtime
+from blast_core.config import make_config
 from blast_core.run.checkpoint import CheckpointError, Checkpoints, rng_state, set_rng_state
 
 
@@ -83,3 +89,28 @@ def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
     set_rng_state(ckpts.latest()[1]["rng"])
     got = (random.random(), np.random.rand(), torch.rand(2))
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+# Keys and shapes of each tiny agent's checkpoint at 0a8d54d, recorded by that commit's code:
+# before the world model was `world_model` (it was `wm`) and the priors were classes.
+OLD_KEYS = Path(__file__).parent / "data" / "checkpoint-keys-0a8d54d.json"
+AGENTS = {"dv2": ("dv2", {}), "bn": ("bn", {}), "ar_prior": ("ar_prior", {}),
+          "ar_prior_made": ("ar_prior", {"rssm.ar_net": "made", "rssm.ar_direct": True})}
+
+
+@pytest.mark.parametrize("case", AGENTS)
+def test_a_checkpoint_from_before_the_renames_loads_in_place(case):
+    # A run started before the renames resumes: its keys, renamed, are today's keys in today's
+    # order (the optimisers' states are matched to parameters by position), with their tensors.
+    recorded = json.loads(OLD_KEYS.read_text())["agents"][case]
+    rung, overrides = AGENTS[case]
+    cfg = make_config("minigrid:unmodified", rung, "tiny", overrides)
+    agent = Agent(cfg, ActSpace(True, 3), runtime=Runtime.of(cfg))
+    now = agent.checkpoint_state()
+    old = {key: torch.full(shape, i) for i, (key, shape) in enumerate(recorded["modules"])}
+    assert list(renamed(old)) == list(now["modules"])
+    assert {name: [len(g["params"]) for g in opt["param_groups"]]
+            for name, opt in now["optimizers"].items()} == recorded["optimizers"]
+    agent.load_checkpoint_state({"modules": old, "optimizers": now["optimizers"]})
+    loaded = agent.state_dict()
+    assert all((loaded[key] == i).all() for i, key in enumerate(renamed(old)))

@@ -95,8 +95,8 @@ def test_fast_ar_prior_samples_and_teacher_forcing_match_plain(stoch, ar_steps, 
             forced, _ = rssm.prior(deter, teacher=out[False][1].detach())
         (forced * weights).sum().backward()
         grads[plain] = {n: p.grad.clone() for n, p in rssm.named_parameters() if p.grad is not None}
-    first = {"gru": "ar_sample_in.0.weight", "made": "made.prior_in.weight",
-             "made_direct": "made.prior_direct.weight"}[ar_net]
+    first = {"gru": "prior.sample_in.0.weight", "made": "prior.inp.weight",
+             "made_direct": "prior.direct.weight"}[ar_net]
     assert first in grads[False] and grads[True].keys() == grads[False].keys()
     for name, g in grads[True].items():
         torch.testing.assert_close(grads[False][name], g, **CLOSE, msg=name)
@@ -137,13 +137,14 @@ def test_fast_posterior_chain_matches_obs_step_loop():
     torch.manual_seed(0)
     agent = Agent(cfg, MINIGRID[1])
     batch = make_batch(cfg, 3, True)
-    embed = agent.wm.encoder(batch["image"].movedim(-1, -3).float() / 255 - 0.5)
+    embed = agent.world_model.encoder(batch["image"].movedim(-1, -3).float() / 255 - 0.5)
     batch["is_first"][1, 3] = True  # an episode start inside a sequence
     chains = {}
     for plain in (True, False):
         torch.manual_seed(2)
         with plain_path(plain):
-            chains[plain] = agent.wm.rssm.observe(embed, batch["action"], batch["is_first"])
+            chains[plain] = agent.world_model.rssm.observe(embed, batch["action"],
+                                                           batch["is_first"])
     for key in chains[True]:
         torch.testing.assert_close(chains[False][key], chains[True][key], **CLOSE)
 
@@ -154,12 +155,12 @@ def test_the_plain_path_runs_the_oracles():
     cfg = make_config(MINIGRID[0], "dv2", "tiny")
     agent = Agent(cfg, MINIGRID[1])
     batch = make_batch(cfg, MINIGRID[1].size, True)
-    embed = agent.wm.encoder(batch["image"].movedim(-1, -3).float() / 255 - 0.5)
+    embed = agent.world_model.encoder(batch["image"].movedim(-1, -3).float() / 255 - 0.5)
     calls = {}
     for plain in (True, False):
         with plain_path(plain), mock.patch.object(RSSM, "obs_step", autospec=True,
                                                   side_effect=RSSM.obs_step) as spy:
-            agent.wm.rssm.observe(embed, batch["action"], batch["is_first"])
+            agent.world_model.rssm.observe(embed, batch["action"], batch["is_first"])
         calls[plain] = spy.call_count
     assert calls == {True: batch["is_first"].shape[1], False: 0}
 

@@ -33,7 +33,7 @@ def grads(module: torch.nn.Module) -> torch.Tensor:
 def test_bf16_update_is_close_to_the_fp32_update(env, rung, ar_net):
     fp32, batch = agent_and_batch(env, rung, "fp32", **{"rssm.ar_net": ar_net})
     bf16 = copy.deepcopy(fp32)
-    bf16.cfg = bf16.wm.cfg = bf16.behavior.cfg = make_config(
+    bf16.cfg = bf16.world_model.cfg = bf16.behavior.cfg = make_config(
         env[0], rung, "tiny", {"precision": "bf16", "rssm.ar_net": ar_net})
     metrics = {}
     for name, agent in (("fp32", fp32), ("bf16", bf16)):
@@ -47,7 +47,7 @@ def test_bf16_update_is_close_to_the_fp32_update(env, rung, ar_net):
         assert metrics["bf16"][key] == pytest.approx(metrics["fp32"][key], rel=0.1), key
     # bf16 did run: the two updates are not the same numbers.
     assert any(metrics["bf16"][k] != metrics["fp32"][k] for k in metrics["fp32"])
-    for part in ("wm", "behavior"):
+    for part in ("world_model", "behavior"):
         a, b = grads(getattr(fp32, part)), grads(getattr(bf16, part))
         assert torch.nn.functional.cosine_similarity(a, b, 0) > 0.99, part
     assert all(p.dtype == torch.float32 for p in bf16.parameters())
@@ -60,11 +60,11 @@ def test_bf16_runs_convolutions_in_bf16_and_keeps_state_and_distributions_in_fp3
     def record(module, inputs, output) -> None:
         seen["conv"] = output.dtype
 
-    agent.wm.encoder.net[0].register_forward_hook(record)
+    agent.world_model.encoder.net[0].register_forward_hook(record)
     with autocast("bf16", torch.device("cpu")):
-        _, _, start, _ = agent.wm.loss(batch)
-        recon = agent.wm.decoder(agent.wm.rssm.feat(start))
-        prior_logits, prior_stoch = agent.wm.rssm.prior(start["deter"][:, 0])
+        _, _, start, _ = agent.world_model.loss(batch)
+        recon = agent.world_model.decoder(agent.world_model.rssm.feat(start))
+        prior_logits, prior_stoch = agent.world_model.rssm.prior(start["deter"][:, 0])
     assert seen["conv"] == torch.bfloat16
     for tensor in (*start.values(), recon, prior_logits, prior_stoch):
         assert tensor.dtype == torch.float32

@@ -24,6 +24,33 @@ __all__ = ["Agent", "ActSpace"]
 PolicyState = tuple[State, Tensor]
 
 
+# Checkpoints written before a module was renamed still load: (old prefix, new prefix), applied
+# in order. The parameters kept their order, which the optimisers' states are matched by.
+RENAMED = (
+    ("wm.", "world_model."),
+    ("world_model.rssm.prior_out.", "world_model.rssm.prior.out."),
+    ("world_model.rssm.prior_dist.", "world_model.rssm.prior.dist."),
+    ("world_model.rssm.ar_in.", "world_model.rssm.prior.ar_in."),
+    ("world_model.rssm.ar_sample_in.", "world_model.rssm.prior.sample_in."),
+    ("world_model.rssm.ar_gru.", "world_model.rssm.prior.gru."),
+    ("world_model.rssm.made.prior_in.", "world_model.rssm.prior.inp."),
+    ("world_model.rssm.made.prior_out.", "world_model.rssm.prior.out."),
+    ("world_model.rssm.made.prior_dist.", "world_model.rssm.prior.dist."),
+    ("world_model.rssm.made.prior_direct.", "world_model.rssm.prior.direct."),
+)
+
+
+def renamed(modules: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's module state under today's names (the same tensors, in the same order)."""
+    out = {}
+    for key, value in modules.items():
+        for old, new in RENAMED:
+            if key.startswith(old):
+                key = new + key[len(old):]
+        out[key] = value
+    return out
+
+
 class Agent(nn.Module):
     def __init__(self, cfg: Config, act_space: ActSpace, device: str | torch.device = "cpu",
                  runtime: Runtime | None = None):
@@ -33,27 +60,27 @@ class Agent(nn.Module):
         self.act_space = act_space
         self.runtime = runtime or Runtime.of(cfg, device)
         self.device = torch.device(self.runtime.device)
-        self.wm = WorldModel(cfg, act_space.size, self.runtime)
+        self.world_model = WorldModel(cfg, act_space.size, self.runtime)
         self.behavior = ActorCritic(cfg, act_space, self.runtime)
         self.to(self.device)
 
     def set_runtime(self, runtime: Runtime) -> None:
         """Execute as `runtime` from now on (the device stays the agent's)."""
-        self.runtime = self.wm.runtime = self.behavior.runtime = runtime
+        self.runtime = self.world_model.runtime = self.behavior.runtime = runtime
 
     def optimizers(self) -> dict[str, Any]:
-        opts = {"model": self.wm.opt, "actor": self.behavior.actor_opt,
+        opts = {"model": self.world_model.opt, "actor": self.behavior.actor_opt,
                 "critic": self.behavior.critic_opt}
-        if self.wm.probe_opt is not None:
-            opts["probe"] = self.wm.probe_opt
+        if self.world_model.probe_opt is not None:
+            opts["probe"] = self.world_model.probe_opt
         return opts
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One update on a batch of [B, T] sequences (see the replay's step format)."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         self._check(batch)
-        start, metrics = self.wm.train_step(batch)
-        metrics.update(self.behavior.train_step(self.wm, start, batch["is_terminal"]))
+        start, metrics = self.world_model.train_step(batch)
+        metrics.update(self.behavior.train_step(self.world_model, start, batch["is_terminal"]))
         # One device sync for all metrics.
         names = list(metrics)
         values = torch.stack([metrics[k].float().reshape(()) for k in names]).tolist()
@@ -78,14 +105,14 @@ class Agent(nn.Module):
         is_first = obs["is_first"].to(self.device)
         n = image.shape[0]
         if state is None:
-            state = (self.wm.rssm.initial(n, self.device),
+            state = (self.world_model.rssm.initial(n, self.device),
                      torch.zeros(n, self.act_space.size, device=self.device))
         latent, prev_action = state
         with autocast(self.cfg.precision, self.device):
-            embed = self.wm.acting_encoder()(preprocess(image))
-            latent = self.wm.rssm.obs_step(latent, prev_action, embed, is_first,
+            embed = self.world_model.acting_encoder()(preprocess(image))
+            latent = self.world_model.rssm.obs_step(latent, prev_action, embed, is_first,
                                            sample=mode == "train")
-            dist = self.behavior.policy(self.wm.rssm.feat(latent))
+            dist = self.behavior.policy(self.world_model.rssm.feat(latent))
             action = dist.sample() if mode == "train" else dist.mode()
         return action, (latent, action)
 
@@ -98,12 +125,13 @@ class Agent(nn.Module):
         }
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        self.load_state_dict(state["modules"])
+        self.load_state_dict(renamed(state["modules"]))
         for name, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
         # Loading replaced the optimisers' state tensors, which a captured graph would still
         # read: capture again.
-        self.wm.graphed_step = self.behavior.graphed_imagine = self.behavior.graphed_step = None
+        self.world_model.graphed_step = None
+        self.behavior.graphed_imagine = self.behavior.graphed_step = None
 
     @property
     def updates(self) -> int:

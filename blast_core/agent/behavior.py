@@ -74,30 +74,31 @@ class ActorCritic(nn.Module):
         scale = 2 * torch.sigmoid((std + a.init_std) / 2) + a.min_std
         return TruncNormal(torch.tanh(mean), scale)
 
-    def train_step(self, wm: nn.Module, start: State,
+    def train_step(self, world_model: nn.Module, start: State,
                    is_terminal: Tensor) -> dict[str, Tensor]:
         """One actor and critic update from the B·T posterior starts (already detached).
 
         With `cuda_graphs` on a GPU in fp32, REINFORCE's rollout is a replayed CUDA graph; with
         the runtime's `graph_behavior` as well, the whole step is."""
         if not (self.runtime.graph_behavior and self._graphs(start["deter"], any_grad=True)):
-            return self._step(wm, start, is_terminal)
+            return self._step(world_model, start, is_terminal)
         if self.graphed_step is None:
             self.actor_opt.capturable()
             self.critic_opt.capturable()
             keys = sorted(start)
 
             def step(inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-                return self._step(wm, {k: inputs[k] for k in keys}, inputs["is_terminal"],
+                return self._step(world_model, {k: inputs[k] for k in keys}, inputs["is_terminal"],
                                   in_graph=True)
             self.graphed_step = graphs.Graphed(step)
         return self.graphed_step({**start, "is_terminal": is_terminal})
 
-    def _step(self, wm: nn.Module, start: State, is_terminal: Tensor,
+    def _step(self, world_model: nn.Module, start: State, is_terminal: Tensor,
               in_graph: bool = False) -> dict[str, Tensor]:
         self.update_slow()
         with autocast(self.cfg.precision, start["deter"].device):
-            loss_actor, loss_critic, metrics = self.losses(wm, start, is_terminal, in_graph)
+            loss_actor, loss_critic, metrics = self.losses(world_model, start, is_terminal,
+                                                           in_graph)
         self.actor_opt.zero_grad()
         self.critic_opt.zero_grad()
         # The two losses share no parameters, so one backward pass serves both optimisers.
@@ -105,7 +106,7 @@ class ActorCritic(nn.Module):
         metrics.update(**self.actor_opt.step(), **self.critic_opt.step())
         return metrics
 
-    def losses(self, wm: nn.Module, start: State, is_terminal: Tensor,
+    def losses(self, world_model: nn.Module, start: State, is_terminal: Tensor,
                in_graph: bool = False) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """(actor loss, critic loss, metrics) of a rollout imagined from the starts [B, T, ...];
         `in_graph`: the caller is being captured, so the rollout must not be a graph of its own."""
@@ -114,15 +115,15 @@ class ActorCritic(nn.Module):
         outs: list[Tensor] = []
         act = self._rollout_actor(outs)
         # Only `dynamics` gradients need the imagined trajectory's graph.
-        with frozen(wm), torch.set_grad_enabled(self.grad != "reinforce"):
+        with frozen(world_model), torch.set_grad_enabled(self.grad != "reinforce"):
             if not in_graph and self._graphs(start["deter"]):
-                seq, action = self._imagine_graphed(wm, start)
+                seq, action = self._imagine_graphed(world_model, start)
             else:
-                seq, action = wm.rssm.imagine(start, act, cfg.imag_horizon)
-            feat = wm.rssm.feat(seq)                                   # [H+1, N, F]
-            reward = wm.heads["reward"](feat).squeeze(-1)              # mode of Normal(., 1)
+                seq, action = world_model.rssm.imagine(start, act, cfg.imag_horizon)
+            feat = world_model.rssm.feat(seq)                                   # [H+1, N, F]
+            reward = world_model.heads["reward"](feat).squeeze(-1)     # mode of Normal(., 1)
             if cfg.pred_discount:
-                disc = torch.sigmoid(wm.heads["discount"](feat).squeeze(-1))
+                disc = torch.sigmoid(world_model.heads["discount"](feat).squeeze(-1))
                 # The start state's discount is known from replay.
                 first = (1 - is_terminal.reshape(-1).float()) * cfg.discount
                 disc = torch.cat([first[None], disc[1:]], 0)
@@ -164,13 +165,13 @@ class ActorCritic(nn.Module):
         alone only without gradients through it (REINFORCE)."""
         return self.runtime.graphs(like) and (any_grad or self.grad == "reinforce")
 
-    def _imagine_graphed(self, wm: nn.Module, start: State) -> tuple[State, Tensor]:
+    def _imagine_graphed(self, world_model: nn.Module, start: State) -> tuple[State, Tensor]:
         """The no-gradient rollout as a replayed CUDA graph; the loss then runs the actor again
         on the detached features (as the plain path does), outside the graph."""
         if self.graphed_imagine is None:
             def rollout(start: State) -> tuple[State, Tensor]:
-                with frozen(wm), torch.no_grad():
-                    return wm.rssm.imagine(start, lambda f: self.policy(f).sample(),
+                with frozen(world_model), torch.no_grad():
+                    return world_model.rssm.imagine(start, lambda f: self.policy(f).sample(),
                                            self.cfg.imag_horizon)
             self.graphed_imagine = graphs.Graphed(rollout)
         return self.graphed_imagine(start)

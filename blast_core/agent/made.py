@@ -9,10 +9,10 @@ prior's sequential cost matters (spec §3.6 costs S GRU steps per imagined step)
 Every hidden unit has a degree d in 0..S-1 and sees h and the groups before d; group i's logits
 read the units of degree <= i, so they depend on h and z_<i only:
 
-    layer      unit of degree d reads                  mask
-    prior_in   h, and z_j for j < d                    j < d
-    prior_out  units of degree <= d                   d_in <= d_out
-    prior_dist group i reads units of degree <= i      d <= i
+    layer   unit of degree d reads                  mask
+    inp     h, and z_j for j < d                    j < d
+    out     units of degree <= d                   d_in <= d_out
+    dist    group i reads units of degree <= i      d <= i
 
 Half of each layer's units have degree 0 (they see h only: every group, the first included, gets
 at least half the width; `rssm.ar_h_share` sets the share); the rest are spread evenly over
@@ -40,6 +40,8 @@ from torch import Tensor, nn
 
 from blast_core.agent.dists import OneHot
 from blast_core.agent.nets import dense, init_
+from blast_core.agent.priors import Prior
+from blast_core.config import RSSMConfig
 
 
 def degrees(units: int, groups: int, first: int) -> Tensor:
@@ -50,45 +52,46 @@ def degrees(units: int, groups: int, first: int) -> Tensor:
                       1 + rest * (groups - 1) // max(units - first, 1)])
 
 
-class MADEPrior(nn.Module):
-    """Prior logits over `groups` groups of `group_size` (= variables × classes) each, from h."""
+class MADEPrior(Prior):
+    """Prior logits over `ar_steps` groups of `width` (= variables × classes) each, from h."""
 
-    def __init__(self, deter: int, hidden: int, groups: int, group_size: int, h_units: int,
-                 direct: bool = False):
-        super().__init__()
-        self.deter, self.groups, self.width = deter, groups, group_size
-        self.prior_in = dense(deter + groups * group_size, hidden)
-        self.prior_out = dense(hidden, hidden)
-        self.prior_dist = dense(hidden, groups * group_size)
-        # No bias: prior_dist's is the logits' bias.
+    def __init__(self, cfg: RSSMConfig) -> None:
+        super().__init__(cfg)
+        hidden, groups = cfg.ar_hidden or cfg.hidden, cfg.ar_steps
+        self.deter, self.groups = cfg.deter, groups
+        self.width = group_size = cfg.stoch // groups * cfg.discrete
+        self.inp = dense(cfg.deter + groups * group_size, hidden)
+        self.out = dense(hidden, hidden)
+        self.dist = dense(hidden, groups * group_size)
+        # No bias: dist's is the logits' bias.
         n = groups * group_size
-        self.prior_direct = init_(nn.Linear(n, n, bias=False)) if direct else None
-        d = degrees(hidden, groups, h_units)
+        self.direct = init_(nn.Linear(n, n, bias=False)) if cfg.ar_direct else None
+        d = degrees(hidden, groups, cfg.ar_h_units)
         group = torch.arange(groups).repeat_interleave(group_size)  # of each z column / logit
         # Masks are derived from the config, so checkpoints do not hold them.
         self.register_buffer("mask_in", (group[None] < d[:, None]).float(), False)
         self.register_buffer("mask_out", (d[None] <= d[:, None]).float(), False)
         self.register_buffer("mask_dist", (d[None] <= group[:, None]).float(), False)
-        if direct:
+        if cfg.ar_direct:
             self.register_buffer("mask_direct", (group[None] < group[:, None]).float(), False)
         # ends[i]: units of degree <= i, the prefix of each hidden layer that group i reads.
         self.ends = [int((d <= i).sum()) for i in range(groups)]
 
-    def forward(self, h: Tensor, teacher: Tensor) -> Tensor:
+    def forced(self, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher-forced logits [N, S·width] from h [N, deter] and z [N, S·width], one pass."""
-        w_h, w_z = self.prior_in.weight[:, :self.deter], self.prior_in.weight[:, self.deter:]
-        x = F.elu(F.linear(h, w_h, self.prior_in.bias) + F.linear(teacher, w_z * self.mask_in))
-        x = F.elu(F.linear(x, self.prior_out.weight * self.mask_out, self.prior_out.bias))
-        logits = F.linear(x, self.prior_dist.weight * self.mask_dist, self.prior_dist.bias)
-        if self.prior_direct is not None:
-            logits = logits + F.linear(teacher, self.prior_direct.weight * self.mask_direct)
-        return logits.float()
+        w_h, w_z = self.inp.weight[:, :self.deter], self.inp.weight[:, self.deter:]
+        x = F.elu(F.linear(h, w_h, self.inp.bias) + F.linear(teacher, w_z * self.mask_in))
+        x = F.elu(F.linear(x, self.out.weight * self.mask_out, self.out.bias))
+        logits = F.linear(x, self.dist.weight * self.mask_dist, self.dist.bias)
+        if self.direct is not None:
+            logits = logits + F.linear(teacher, self.direct.weight * self.mask_direct)
+        return logits.float(), teacher
 
-    def sample(self, h: Tensor, classes: int, sample: bool = True) -> tuple[Tensor, Tensor]:
+    def sampled(self, h: Tensor, sample: bool) -> tuple[Tensor, Tensor]:
         """Groups drawn one after another: logits and straight-through samples, [N, S·width]."""
         logits, stochs = [], []
         for group_logits in self._group_logits(h, stochs):
-            dist = OneHot(group_logits.reshape(h.shape[0], -1, classes), dims=1)
+            dist = OneHot(group_logits.reshape(h.shape[0], -1, self.cfg.discrete), dims=1)
             stochs.append((dist.sample() if sample else dist.mode()).reshape(h.shape[0], -1))
             logits.append(dist.logits.reshape(h.shape[0], -1))
         return torch.cat(logits, 1), torch.cat(stochs, 1)
@@ -102,9 +105,9 @@ class MADEPrior(nn.Module):
         layer's known prefix grows without copying; `pending` holds the first layer's
         pre-activations of the blocks still to come, with the z's drawn so far added in, and
         `direct` the later groups' direct-connection terms, likewise."""
-        w_in, w_out, w_dist = self.prior_in.weight, self.prior_out.weight, self.prior_dist.weight
-        b_in, b_out = self.prior_in.bias[:, None], self.prior_out.bias[:, None]  # feature-major
-        b_dist = self.prior_dist.bias
+        w_in, w_out, w_dist = self.inp.weight, self.out.weight, self.dist.weight
+        b_in, b_out = self.inp.bias[:, None], self.out.bias[:, None]  # feature-major
+        b_dist = self.dist.bias
         pending = torch.addmm(b_in, w_in[:, :self.deter], h.t())          # [hidden, N]
         x_in, x_out = _Rows(pending), _Rows(pending)
         direct, start, width = None, 0, self.width
@@ -118,8 +121,8 @@ class MADEPrior(nn.Module):
                 cols = slice(i * width, (i + 1) * width)
                 z_cols = w_in[end:, self.deter + cols.start:self.deter + cols.stop]
                 pending = torch.addmm(pending[end - start:], z_cols, stochs[-1].t())
-                if self.prior_direct is not None:
-                    w_direct = self.prior_direct.weight[cols.stop:, cols]
+                if self.direct is not None:
+                    w_direct = self.direct.weight[cols.stop:, cols]
                     direct = (w_direct @ stochs[-1].t() if direct is None
                               else torch.addmm(direct[width:], w_direct, stochs[-1].t()))
             start = end

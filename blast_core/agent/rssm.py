@@ -21,17 +21,19 @@ from torch import Tensor, nn
 
 from blast_core.agent.dists import OneHot
 from blast_core.agent.made import MADEPrior
-from blast_core.agent.nets import (
-    LayerNormGRU,
-    dense,
-    elu_dense,
-    gather_ok,
-    onehot_index,
-    onehot_linear,
-)
+from blast_core.agent.nets import LayerNormGRU, dense, elu_dense, gather_ok, onehot_linear
+from blast_core.agent.priors import GRUPrior, IndependentPrior, Prior
 from blast_core.config import RSSMConfig
 
 State = dict[str, Tensor]
+
+
+def make_prior(cfg: RSSMConfig) -> Prior:
+    """The prior the config asks for: `ar_steps` 1 is DreamerV2's, else `ar_net` picks
+    (blast_core/agent/priors.py)."""
+    if cfg.ar_steps == 1:
+        return IndependentPrior(cfg)
+    return {"gru": GRUPrior, "made": MADEPrior}[cfg.ar_net](cfg)
 
 
 class RSSM(nn.Module):
@@ -43,19 +45,7 @@ class RSSM(nn.Module):
         self.gru = LayerNormGRU(cfg.hidden, cfg.deter)
         self.post_out = elu_dense(cfg.deter + embed, cfg.hidden, cfg.obs_out_norm)
         self.post_dist = dense(cfg.hidden, stoch)
-        ar = cfg.ar_steps > 1
-        if ar and cfg.ar_net == "made":
-            self.made = MADEPrior(cfg.deter, cfg.ar_hidden or cfg.hidden, cfg.ar_steps,
-                                  stoch // cfg.ar_steps, cfg.ar_h_units, cfg.ar_direct)
-        else:
-            # With the GRU AR prior the output MLP reads the AR cell's hidden layer, not h.
-            self.prior_out = elu_dense(cfg.hidden if ar else cfg.deter, cfg.hidden)
-            self.prior_dist = dense(cfg.hidden, stoch)
-        if ar and cfg.ar_net == "gru":
-            group = cfg.stoch // cfg.ar_steps * cfg.discrete
-            self.ar_in = elu_dense(cfg.deter, cfg.hidden)
-            self.ar_sample_in = elu_dense(group, cfg.hidden)
-            self.ar_gru = LayerNormGRU(cfg.hidden, cfg.deter)
+        self.prior = make_prior(cfg)
 
     # --- states ---------------------------------------------------------------------------------
 
@@ -145,104 +135,6 @@ class RSSM(nn.Module):
             return {"stoch": dist.sample(), "logits": dist.logits, "deter": deter}
 
         return step
-
-    def prior(self, deter: Tensor, teacher: Tensor | None = None,
-              sample: bool = True) -> tuple[Tensor, Tensor]:
-        """Prior logits and straight-through samples, [..., stoch, discrete].
-
-        AR prior: the groups of latents are produced one after another by a second GRU whose
-        state starts at h and which reads each group's one-hot — the teacher's (training, one
-        pass over all positions; the teacher, one-hot samples, is then also the returned
-        sample) or its own sample (imagination). With `ar_net made` a masked MLP computes the
-        same factorisation (blast_core/agent/made.py)."""
-        c = self.cfg
-        lead = deter.shape[:-1]
-        h = deter.reshape(-1, c.deter)
-        if c.ar_steps == 1:
-            dist = self._dist(self.prior_dist(self.prior_out(h)))
-            stoch = dist.sample() if sample else dist.mode()
-            return dist.logits.reshape(*lead, c.stoch, c.discrete), stoch.reshape(
-                *lead, c.stoch, c.discrete)
-        if c.ar_net == "made":
-            if teacher is not None:
-                logits, stoch = self.made(h, teacher.reshape(h.shape[0], -1)), teacher
-            else:
-                logits, stoch = self.made.sample(h, c.discrete, sample)
-        elif teacher is not None:
-            teacher = teacher.reshape(-1, c.ar_steps, c.stoch // c.ar_steps * c.discrete)
-            logits, stoch = self._ar_forced(h, teacher)
-        else:
-            logits, stoch = self._ar_sampled(h, sample)
-        return logits.reshape(*lead, c.stoch, c.discrete), stoch.reshape(*lead, c.stoch,
-                                                                        c.discrete)
-
-    def _ar_head(self, x: Tensor, i: int) -> Tensor:
-        """Group i's logits from the AR state: only group i's rows of the shared output layer."""
-        width = self.cfg.stoch // self.cfg.ar_steps * self.cfg.discrete
-        rows = slice(i * width, (i + 1) * width)
-        y = self.prior_out(self.ar_in(x))
-        return F.linear(y, self.prior_dist.weight[rows], self.prior_dist.bias[rows])
-
-    def _ar_input_table(self, like: Tensor) -> Tensor:
-        """[discrete, 3·deter]: what each one-hot group (one variable per group) adds to the AR
-        GRU's dense layer, `ar_sample_in` and the x half of that layer with its bias."""
-        eye = torch.eye(self.cfg.discrete, device=like.device, dtype=like.dtype)
-        w_x, _ = self.ar_gru.split_weight()
-        return F.linear(self.ar_sample_in(eye), w_x, self.ar_gru.linear.bias)
-
-    def _ar_forced(self, h: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher forcing with only the GRU's h half left in the sequential loop: the teacher's
-        inputs go through `ar_sample_in` and the x half of the GRU for all groups in one matmul,
-        and the heads of all groups run after the loop, as one batched matmul per layer.
-
-        With one variable per group the teacher (straight-through samples, exactly one-hot in
-        value) picks one of `discrete` rows: the x half is then computed for the `discrete`
-        one-hots only and looked up, and its weight gradient sums the looked-up rows' gradients
-        per class first (−79 GFLOP of the MiniGrid ar_prior update; the same sums, regrouped)."""
-        c = self.cfg
-        S, N = c.ar_steps, h.shape[0]
-        w_x, w_h = self.ar_gru.split_weight()
-        if teacher.shape[-1] == c.discrete and not teacher.requires_grad:
-            inputs = F.embedding(onehot_index(teacher[:, :-1])[0], self._ar_input_table(h))
-        else:
-            inputs = F.linear(self.ar_sample_in(teacher[:, :-1]), w_x, self.ar_gru.linear.bias)
-        states = [h]
-        for i in range(S - 1):
-            states.append(self.ar_gru.cell(inputs[:, i] + F.linear(states[-1], w_h), states[-1]))
-        y = self.prior_out(self.ar_in(torch.stack(states, 0)))       # [S, N, hidden]
-        width = self.prior_dist.out_features // S
-        weight = self.prior_dist.weight.view(S, width, -1)
-        bias = self.prior_dist.bias.view(S, 1, width)
-        logits = torch.baddbmm(bias, y, weight.transpose(1, 2))      # [S, N, width]
-        return logits.transpose(0, 1).reshape(N, -1).float(), teacher
-
-    def _ar_sampled(self, h: Tensor, sample: bool) -> tuple[Tensor, Tensor]:
-        """Each group sampled from the logits given the groups sampled before it.
-
-        Fast path without gradient and with one variable per group: the sample is one of
-        `discrete` one-hots, so its whole contribution to the AR GRU (ar_sample_in, then the x
-        half of the GRU's dense layer) is a row of a table computed once per call. With
-        gradients the straight-through sample must go through the layers, so they run as is."""
-        c = self.cfg
-        k = c.stoch // c.ar_steps
-        w_x, w_h = self.ar_gru.split_weight()
-        table = None
-        if k == 1 and not torch.is_grad_enabled():
-            table = self._ar_input_table(h)
-        state, logits, stochs = h, [], []
-        for i in range(c.ar_steps):
-            dist = OneHot(self._ar_head(state, i).reshape(-1, k, c.discrete), dims=1)
-            z = dist.sample() if sample else dist.mode()
-            logits.append(dist.logits)
-            stochs.append(z)
-            if i + 1 == c.ar_steps:  # the last GRU update would be discarded
-                break
-            if table is not None:
-                pre = table[onehot_index(z.reshape(-1, c.discrete))[0]] + F.linear(state, w_h)
-                state = self.ar_gru.cell(pre, state)
-            else:
-                state = self.ar_gru(self.ar_sample_in(z.reshape(-1, k * c.discrete)), state)
-        return torch.cat(logits, 1), torch.cat(stochs, 1)
 
     def imagine(self, start: State, policy, horizon: int) -> tuple[State, Tensor]:
         """Roll the prior forward `horizon` steps from `start` ([N, ...]).

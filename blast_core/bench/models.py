@@ -177,25 +177,26 @@ def bench_rung(cfg: Config, act: ActSpace, device: torch.device, reps: int,
         torch.cuda.reset_peak_memory_stats(device)
     agent = Agent(cfg, act, runtime=Runtime.of(cfg, device, **switches))
     batch = {k: v.to(device) for k, v in synthetic_batch(cfg, act).items()}
-    wm, behavior = agent.wm, agent.behavior
+    world_model, behavior = agent.world_model, agent.behavior
     if agent.runtime.graphs(batch["image"]):
         # Captured before any timing, so that every timed call replays whatever
         # `--warmup` is: each graph runs `graphs.WARMUP` calls eagerly, then captures.
         for _ in range(graphs.WARMUP + 1):
             agent.update(batch)
-    start, _ = wm.train_step(batch)
+    start, _ = world_model.train_step(batch)
     flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in start.items()}
 
     def imagine() -> None:
-        with frozen(wm), torch.set_grad_enabled(behavior.grad != "reinforce"), \
+        with frozen(world_model), torch.set_grad_enabled(behavior.grad != "reinforce"), \
                 autocast(cfg.precision, device):
-            wm.rssm.imagine(flat, lambda f: behavior.policy(f).sample(), cfg.imag_horizon)
+            world_model.rssm.imagine(flat, lambda f: behavior.policy(f).sample(), cfg.imag_horizon)
 
     row: dict[str, Any] = {
-        "world_model_ms": median_ms(lambda: wm.train_step(batch), device, reps, warmup),
+        "world_model_ms": median_ms(lambda: world_model.train_step(batch), device, reps, warmup),
         "imagine_ms": median_ms(imagine, device, reps, warmup),
         "behavior_ms": median_ms(
-            lambda: behavior.train_step(wm, start, batch["is_terminal"]), device, reps, warmup),
+            lambda: behavior.train_step(world_model, start, batch["is_terminal"]), device, reps,
+            warmup),
         "update_ms": median_ms(lambda: agent.update(batch), device, reps, warmup),
     }
     if device.type == "cuda":

@@ -108,5 +108,5 @@ def imagine(cfg: Any, state: dict, sequence: dict) -> tuple[np.ndarray, np.ndarr
     agent.load_checkpoint_state(state["agent"])
     batch = {k: torch.as_tensor(sequence[k]) for k in ("image", "action", "is_first")}
     with torch.no_grad():
-        truth, recon = agent.wm.open_loop(batch, context=CONTEXT, horizon=HORIZON)
+        truth, recon = agent.world_model.open_loop(batch, context=CONTEXT, horizon=HORIZON)
     return truth[0, -1].numpy(), recon[0, -1].numpy()

@@ -407,7 +407,7 @@ def probe_image(s: Session, context: int = 5, horizon: int = 10) -> np.ndarray |
              for k in ("image", "action", "is_first")}
     devices = [torch.device(s.device)] if s.device.startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
-        truth, recon = s.agent.wm.open_loop(batch, context=context, horizon=horizon)
+        truth, recon = s.agent.world_model.open_loop(batch, context=context, horizon=horizon)
     return np.concatenate([truth[0, -1].cpu().numpy(), recon[0, -1].cpu().numpy()], axis=1)
 
 
