@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -85,8 +85,6 @@ Wait = Annotated[bool, typer.Option("--wait", help="Wait for the SLURM jobs to e
 StaleAfter = Annotated[
     float, typer.Option("--stale-after", help="Seconds without heartbeat that mean crashed.")
 ]
-NoProgress = Annotated[bool, typer.Option("--no-progress", help="Event lines, no live table.")]
-Experiment = Annotated[str, typer.Option("--experiment", help="Experiment name.")]
 
 
 AssumeGpus = Annotated[int | None, typer.Option(
@@ -108,32 +106,64 @@ def _confirm_paper_on_cpu(specs: list, ex: Execution, yes: bool) -> None:
         "Give --preset cpu (under an hour a run), or --yes to run them on CPU anyway")
 
 
-def _execution(results: str | None, db: str | None, gpu_list: list[str] | None,
-               per_gpu: int | None, workers: int | None, threads: int | None,
-               max_retries: int, stale_after: float, no_progress: bool,
-               executor: Executor = Executor.local, slurm: dict | None = None,
-               mem_per_run: float | None = None, assume_gpus: int | None = None,
-               log: list[str] | tuple[str, ...] = ()) -> Execution:
+def placement_options(
+    results: options.Results = None,
+    db: options.Db = None,
+    gpus: Gpus = None,
+    per_gpu: PerGpu = None,
+    workers: Workers = None,
+    threads: options.Threads = None,
+    max_retries: MaxRetries = 1,
+    mem_per_run: MemPerRun = None,
+    stale_after: StaleAfter = STALE_AFTER_S,
+    no_progress: options.NoProgress = False,
+    log: options.Log = None,
+) -> dict[str, Any]:
+    """Where and how the runs execute: options of `run-ladder`, `run-recipe` and `resume`."""
+    return dict(locals())
+
+
+def slurm_options(
+    executor: ExecutorOpt = Executor.local,
+    partition: Partition = None,
+    time_min: TimeMin = 24 * 60,
+    gpus_per_job: GpusPerJob = 1,
+    cpus_per_job: CpusPerJob = None,
+    runs_per_job: RunsPerJob = None,
+    wait: Wait = False,
+) -> dict[str, Any]:
+    """On a SLURM cluster: options of `run-ladder` and `run-recipe`."""
+    return dict(locals())
+
+
+def _execution(placed: dict[str, Any], slurm: dict[str, Any] | None = None,
+               assume_gpus: int | None = None, log: list[str] | tuple[str, ...] = ()
+               ) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
-    if max_retries < 0:
-        raise BlastError(f"--max-retries must be >= 0, got {max_retries}")
-    if mem_per_run is not None and not mem_per_run > 0:
-        raise BlastError(f"--mem-per-run takes GiB > 0, got {mem_per_run}")
-    opts = SlurmOptions(**(slurm or {}))
+    p = placed
+    if p["max_retries"] < 0:
+        raise BlastError(f"--max-retries must be >= 0, got {p['max_retries']}")
+    if p["mem_per_run"] is not None and not p["mem_per_run"] > 0:
+        raise BlastError(f"--mem-per-run takes GiB > 0, got {p['mem_per_run']}")
+    slurm = dict(slurm or {})
+    executor = slurm.pop("executor", Executor.local)
+    opts = SlurmOptions(**slurm)
     if (opts.time_min < 1 or opts.gpus_per_job < 0
             or any(n is not None and n < 1 for n in (opts.runs_per_job, opts.cpus_per_job))):
         raise BlastError("--time-min, --runs-per-job and --cpus-per-job must be >= 1, "
                          "--gpus-per-job >= 0")
-    root = prepare_results_root(results, create=False)
-    gpus = ",".join(gpu_list) if gpu_list else None  # repeated, the values add up
+    root = prepare_results_root(p["results"], create=False)
+    gpus = ",".join(p["gpus"]) if p["gpus"] else None  # repeated, the values add up
+    per_gpu = p["per_gpu"]
     if executor != Executor.local:
         # A job's GPUs and cores are SLURM's (--gpus-per-job): look at none here.
         gpus, per_gpu = gpus or "none", per_gpu or 1
-    place = placement(gpus, per_gpu, workers, threads, visible=assume_gpus)
-    return Execution(root, db_url(db, root), place, max_retries, stale_after, executor.value, opts,
-                     live=False if no_progress else None,
-                     mem_per_run=None if mem_per_run is None else round(mem_per_run * 1024),
-                     log=check_backends(log))
+    place = placement(gpus, per_gpu, p["workers"], p["threads"], visible=assume_gpus)
+    mem = p["mem_per_run"]
+    return Execution(root, db_url(p["db"], root), place, p["max_retries"], p["stale_after"],
+                     executor.value, opts, live=False if p["no_progress"] else None,
+                     mem_per_run=None if mem is None else round(mem * 1024),
+                     log=check_backends([*log, *(p["log"] or [])]))
 
 
 def _view(ex: Execution) -> View:
@@ -148,6 +178,7 @@ def _finish(outcome: Outcome) -> None:
     raise typer.Exit(outcome.exit_code)
 
 
+@options.with_groups(placement_options, slurm_options)
 def run_ladder(
     env: Annotated[list[str], typer.Option("--env", "-e", help="An env id (repeatable).")],
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds 0..N-1 per env and rung.")] = 1,
@@ -155,81 +186,47 @@ def run_ladder(
     preset: options.Preset = "paper",
     steps: Annotated[int | None, typer.Option("--steps", help="Agent steps of each run.")] = None,
     set_: options.Set = None,
-    experiment: Experiment = "default",
-    results: run_cmd.Results = None,
-    db: run_cmd.Db = None,
-    gpus: Gpus = None,
-    per_gpu: PerGpu = None,
-    workers: Workers = None,
-    threads: run_cmd.Threads = None,
-    max_retries: MaxRetries = 1,
-    mem_per_run: MemPerRun = None,
-    executor: ExecutorOpt = Executor.local,
-    partition: Partition = None,
-    time_min: TimeMin = 24 * 60,
-    gpus_per_job: GpusPerJob = 1,
-    cpus_per_job: CpusPerJob = None,
-    runs_per_job: RunsPerJob = None,
-    wait: Wait = False,
-    stale_after: StaleAfter = STALE_AFTER_S,
-    no_progress: NoProgress = False,
+    experiment: options.Experiment = "default",
     yes: Yes = False,
     assume_gpus: AssumeGpus = None,
-    log: run_cmd.Log = None,
+    placement_options: dict[str, Any] | None = None,
+    slurm_options: dict[str, Any] | None = None,
 ) -> None:
     """Run the grid env x rung x seed; done runs are skipped, unfinished ones resumed."""
     if seeds < 1:
         raise BlastError(f"--seeds must be >= 1, got {seeds}")
-    slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
-                 cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
     rung_ids = options.rung_list(rungs or list(C.LADDER_IDS))
     specs = grid(env, list(rung_ids), range(seeds), preset, experiment, steps, list(set_ or []))
-    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run, assume_gpus, log or [])
+    ex = _execution(placement_options or {}, slurm_options, assume_gpus)
+    _run(specs, ex, yes, placement_options or {})
+
+
+def _run(specs: list, ex: Execution, yes: bool, placed: dict[str, Any],
+         recipe: str | None = None) -> None:
     _confirm_paper_on_cpu(specs, ex, yes)
     check_executor(ex)
-    check_destination(db, results)  # the last check, and the first write: the database
-    _finish(run_grid(specs, ex, view=_view(ex)))
+    check_destination(placed["db"], placed["results"])  # the last check, and the first write
+    _finish(run_grid(specs, ex, recipe=recipe, view=_view(ex)))
 
 
+@options.with_groups(placement_options, slurm_options)
 def run_recipe(
     recipe: Annotated[Path, typer.Argument(help="A recipe YAML file (see recipes/).")],
     experiment: Annotated[
         str | None, typer.Option("--experiment", help="Override the recipe's experiment.")
     ] = None,
-    results: run_cmd.Results = None,
-    db: run_cmd.Db = None,
-    gpus: Gpus = None,
-    per_gpu: PerGpu = None,
-    workers: Workers = None,
-    threads: run_cmd.Threads = None,
-    max_retries: MaxRetries = 1,
-    mem_per_run: MemPerRun = None,
-    executor: ExecutorOpt = Executor.local,
-    partition: Partition = None,
-    time_min: TimeMin = 24 * 60,
-    gpus_per_job: GpusPerJob = 1,
-    cpus_per_job: CpusPerJob = None,
-    runs_per_job: RunsPerJob = None,
-    wait: Wait = False,
-    stale_after: StaleAfter = STALE_AFTER_S,
-    no_progress: NoProgress = False,
     yes: Yes = False,
-    log: run_cmd.Log = None,
+    placement_options: dict[str, Any] | None = None,
+    slurm_options: dict[str, Any] | None = None,
 ) -> None:
     """Run every run a recipe names (checked in full before anything is written)."""
-    slurm = dict(partition=partition, time_min=time_min, gpus_per_job=gpus_per_job,
-                 cpus_per_job=cpus_per_job, runs_per_job=runs_per_job, wait=wait)
     loaded = recipes.load(recipe)
     specs = recipes.specs(loaded, experiment)
-    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, executor, slurm, mem_per_run, log=[*loaded.log, *(log or [])])
-    _confirm_paper_on_cpu(specs, ex, yes)
-    check_executor(ex)
-    check_destination(db, results)  # the last check, and the first write: the database
-    _finish(run_grid(specs, ex, recipe=loaded.text, view=_view(ex)))
+    ex = _execution(placement_options or {}, slurm_options, log=loaded.log)
+    _run(specs, ex, yes, placement_options or {}, recipe=loaded.text)
 
 
+@options.with_groups(placement_options)
 def resume(
     run_ids: Annotated[
         list[str] | None, typer.Argument(help="Run ids EXPERIMENT/RUN_NAME, resumed here in turn.")
@@ -237,35 +234,24 @@ def resume(
     all_: Annotated[
         bool, typer.Option("--all", help="Every crashed, failed and interrupted run.")
     ] = False,
-    experiment: Annotated[
-        str | None, typer.Option("--experiment", help="Those of one experiment.")
-    ] = None,
-    device: run_cmd.Device = "auto",
-    deterministic: run_cmd.Deterministic = False,
-    threads: run_cmd.Threads = None,
-    results: run_cmd.Results = None,
-    db: run_cmd.Db = None,
-    gpus: Gpus = None,
-    per_gpu: PerGpu = None,
-    workers: Workers = None,
-    max_retries: MaxRetries = 1,
-    mem_per_run: MemPerRun = None,
-    stale_after: StaleAfter = STALE_AFTER_S,
-    no_progress: NoProgress = False,
-    log: run_cmd.Log = None,
+    experiment: options.OneExperiment = None,
+    device: options.Device = "auto",
+    deterministic: options.Deterministic = False,
+    placement_options: dict[str, Any] | None = None,
 ) -> None:
     """Continue runs from their last checkpoints (named ones here; --all through the scheduler)."""
+    p = placement_options or {}
     if run_ids and (all_ or experiment):
-        raise BlastError("give run ids, or --all / --experiment, not both")
+        raise BlastError("give run ids, or --all / --experiment NAME, not both")
     if run_ids:
-        run_cmd.resume(run_ids, device=device, deterministic=deterministic, results=results,
-                       db=db, threads=threads, no_progress=no_progress, log=log)
+        run_cmd.resume(run_ids, device=device, deterministic=deterministic, results=p["results"],
+                       db=p["db"], threads=p["threads"], no_progress=p["no_progress"],
+                       log=p["log"])
         return
     if not (all_ or experiment):
         raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
-    _store(results, db).close()  # no database here: nothing to resume, and none to create
-    ex = _execution(results, db, gpus, per_gpu, workers, threads, max_retries, stale_after,
-                    no_progress, mem_per_run=mem_per_run, log=log or [])
+    _store(p["results"], p["db"]).close()  # no database here: nothing to resume, none to create
+    ex = _execution(p)
     _finish(resume_all(ex, experiment, view=_view(ex)))
 
 
@@ -280,11 +266,11 @@ def _store(results: str | None, db: str | None) -> Store:
 
 
 def status(
-    experiment: Annotated[str | None, typer.Option("--experiment", help="One experiment.")] = None,
+    experiment: options.OneExperiment = None,
     watch: Annotated[float | None, typer.Option(
         "--watch", help="Redraw every S seconds until no run is queued or running.")] = None,
-    results: run_cmd.Results = None,
-    db: run_cmd.Db = None,
+    results: options.Results = None,
+    db: options.Db = None,
     stale_after: StaleAfter = STALE_AFTER_S,
 ) -> None:
     """The env x rung x seed matrix of each experiment: states, progress and last scores."""
@@ -299,7 +285,7 @@ def status(
     _console().print(view)
 
 
-def ls(results: run_cmd.Results = None, db: run_cmd.Db = None) -> None:
+def ls(results: options.Results = None, db: options.Db = None) -> None:
     """Every experiment and its runs by state."""
     store = _store(results, db)
     mark_crashed(store)
@@ -311,8 +297,8 @@ def cancel(
     experiment: Annotated[
         str | None, typer.Option("--experiment", help="Every unfinished run of it.")
     ] = None,
-    results: run_cmd.Results = None,
-    db: run_cmd.Db = None,
+    results: options.Results = None,
+    db: options.Db = None,
 ) -> None:
     """Cancel runs: running ones here are stopped at a checkpoint first."""
     if bool(run_ids) == bool(experiment):

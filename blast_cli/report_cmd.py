@@ -11,8 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from blast_cli.options import rung_list
-from blast_cli.run_cmd import Db, Results
+from blast_cli.options import Db, Experiment, Results, rung_list
 from blast_core.errors import BlastError
 from blast_core.report import LAST
 from blast_core.store import connect, db_url, prepare_results_root, results_root
@@ -62,7 +61,7 @@ def _ylim(text: str | None) -> tuple[float, float] | None:
 def report(
     figure: Annotated[FigureId | None, typer.Option("--figure", "-f", help=FIGURE_HELP)] = None,
     stats: Annotated[bool, typer.Option("--stats", help="IQM + P(improvement) per rung.")] = False,
-    experiment: Annotated[str, typer.Option("--experiment", help="Experiment name.")] = "default",
+    experiment: Experiment = "default",
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default <results>/reports/EXP).")
     ] = None,

@@ -32,28 +32,6 @@ from blast_core.store import check_destination, db_url, prepare_results_root
 
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
 
-Device = Annotated[
-    str, typer.Option("--device", help="auto (a GPU when torch sees one, else cpu), cpu or cuda:K.")
-]
-Deterministic = Annotated[
-    bool,
-    typer.Option("--deterministic", help="One thread, torch's deterministic algorithms."),
-]
-Threads = Annotated[int | None, typer.Option("--threads", help="Torch CPU threads.", min=1)]
-NoProgressBar = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
-Log = Annotated[list[str] | None, typer.Option(
-    "--log", help="Also send every metric row to tensorboard or wandb (repeatable; a resumed "
-    "run keeps its own).")]
-Results = Annotated[
-    str | None,
-    typer.Option("--results", help="Results root (default $BLAST_RESULTS or ./results)."),
-]
-Db = Annotated[
-    str | None,
-    typer.Option("--db", help="Database URL (default $BLAST_DB or sqlite:///<results>/blast.db)."),
-]
-
-
 class _Speed(ProgressColumn):
     def render(self, task: Task) -> Text:
         return Text(f"{task.speed:.1f} steps/s" if task.speed else "- steps/s")
@@ -141,14 +119,14 @@ def run(
     preset: options.Preset = "paper",
     steps: Annotated[int | None, typer.Option("--steps", help="Agent steps of the run.")] = None,
     set_: options.Set = None,
-    device: Device = "auto",
-    deterministic: Deterministic = False,
-    experiment: Annotated[str, typer.Option("--experiment", help="Experiment name.")] = "default",
-    results: Results = None,
-    db: Db = None,
-    threads: Threads = None,
-    no_progress: NoProgressBar = False,
-    log: Log = None,
+    device: options.Device = "auto",
+    deterministic: options.Deterministic = False,
+    experiment: options.Experiment = "default",
+    results: options.Results = None,
+    db: options.Db = None,
+    threads: options.Threads = None,
+    no_progress: options.NoProgress = False,
+    log: options.Log = None,
 ) -> None:
     """Train one run; running the same command again resumes it from its last checkpoint."""
     from blast_core.run import process  # torch: only once a run starts, not for `blast --help`
@@ -164,13 +142,13 @@ def run(
 
 def resume(
     run_ids: Annotated[list[str], typer.Argument(help="Run ids: EXPERIMENT/RUN_NAME.")],
-    device: Device = "auto",
-    deterministic: Deterministic = False,
-    results: Results = None,
-    db: Db = None,
-    threads: Threads = None,
-    no_progress: NoProgressBar = False,
-    log: Log = None,
+    device: options.Device = "auto",
+    deterministic: options.Deterministic = False,
+    results: options.Results = None,
+    db: options.Db = None,
+    threads: options.Threads = None,
+    no_progress: options.NoProgress = False,
+    log: options.Log = None,
 ) -> None:
     """Continue runs from their last checkpoints, one after another, with their stored configs."""
     from blast_core.run import process  # torch: only once a run starts, not for `blast --help`

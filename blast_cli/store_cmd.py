@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from blast_cli.run_cmd import Db, Results
+from blast_cli.options import Db, Results
 from blast_core import store as db_store
 from blast_core.errors import BlastError
 from blast_core.store import check_destination, connect, db_url

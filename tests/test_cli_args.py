@@ -8,7 +8,9 @@ import sys
 import pytest
 import typer
 import typer.main
+from typer.testing import CliRunner
 
+from blast_cli import options
 from blast_cli.argv import repeated_option
 from blast_cli.main import build_app
 
@@ -105,3 +107,26 @@ def test_the_overview_lists_what_the_full_app_lists() -> None:
     quick = runner.invoke(overview_app(), ["--help"], env={"COLUMNS": "100"})
     assert full.exit_code == quick.exit_code == 0
     assert quick.output == full.output and "run-ladder" in quick.output
+
+
+def test_an_option_group_is_declared_once_and_reaches_the_command_gathered() -> None:
+    def where(results: options.Results = None, threads: options.Threads = None) -> dict:
+        """Where it runs: two options."""
+        return {"results": results, "threads": threads}
+
+    app = typer.Typer()
+
+    @app.command()
+    @options.with_groups(where)
+    def cmd(name: str = "x", where: dict | None = None) -> None:
+        typer.echo(f"{name} {where}")
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["--name", "y", "--threads", "2"])
+    assert out.exit_code == 0 and out.stdout.strip() == "y {'results': None, 'threads': 2}"
+    assert runner.invoke(app, ["--threads", "0"]).exit_code == 2  # the shared check, min=1
+    assert "Where it runs" in runner.invoke(app, ["--help"]).stdout  # its own help panel
+    with pytest.raises(TypeError, match="declared twice"):
+        options.with_groups(where)(lambda threads=None, where=None: None)
+    with pytest.raises(TypeError, match="not taken"):
+        options.with_groups(where)(lambda name="x": None)
