@@ -77,7 +77,7 @@ def made_group_logits(self: made.MADEPrior, h: Tensor, stochs: list[Tensor]) -> 
         yield self.forced(h, known)[0][:, i * self.width:(i + 1) * self.width]
 
 
-def rollout_actor(self: behavior.ActorCritic, outs: list[Tensor]):  # noqa: ANN201
+def rollout_actor(self: behavior.Behavior, outs: list[Tensor]):  # noqa: ANN201
     """Sample from the policy and keep nothing: the loss runs the actor again."""
     return lambda feat: self.policy(feat).sample()
 
@@ -94,7 +94,7 @@ def plain_path(plain: bool = True) -> Iterator[None]:
         (priors.GRUPrior, "forced", ar_forced),
         (priors.GRUPrior, "sampled", ar_sampled),
         (made.MADEPrior, "_group_logits", made_group_logits),
-        (behavior.ActorCritic, "_rollout_actor", rollout_actor),
+        (behavior.Behavior, "_rollout_actor", rollout_actor),
     ]
     with contextlib.ExitStack() as stack:
         for owner, name, oracle in swaps if plain else []:

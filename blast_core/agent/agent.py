@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from blast_core.agent.behavior import ActorCritic, ActSpace
+from blast_core.agent.behavior import ActSpace, Behavior
 from blast_core.agent.nets import preprocess
 from blast_core.agent.perf import autocast
 from blast_core.agent.rssm import State
@@ -61,7 +61,7 @@ class Agent(nn.Module):
         self.runtime = runtime or Runtime.of(cfg, device)
         self.device = torch.device(self.runtime.device)
         self.world_model = WorldModel(cfg, act_space.size, self.runtime)
-        self.behavior = ActorCritic(cfg, act_space, self.runtime)
+        self.behavior = Behavior(cfg, act_space, self.runtime)
         self.to(self.device)
 
     def set_runtime(self, runtime: Runtime) -> None:

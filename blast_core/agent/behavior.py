@@ -42,7 +42,10 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-class ActorCritic(nn.Module):
+class Behavior(nn.Module):
+    """The actor, the critic and its slow copy, trained on imagined rollouts of the world model
+    (`agent.behavior`, `behavior.*` in checkpoints)."""
+
     def __init__(self, cfg: Config, act_space: ActSpace, runtime: Runtime | None = None):
         super().__init__()
         self.cfg = cfg
