@@ -29,10 +29,14 @@ from ladder_helpers import (
 
 from blast_core.store import Store
 
-pytestmark = pytest.mark.usefixtures("slurm_cluster")
+# One cluster: under pytest-xdist every test of it runs in the same worker.
+pytestmark = [pytest.mark.usefixtures("slurm_cluster"), pytest.mark.xdist_group("slurm")]
 
 # Long enough that a signal sent once a run has trained past its first checkpoint lands mid-run.
-LONG = tiny(1000)
+# Long enough that both runs are still training when the test signals them (their first
+# checkpoint is at step 50), short enough to run twice per test.
+STEPS = 500
+LONG = tiny(STEPS)
 # Rows that measure the machine, not the run: they differ between any two runs.
 TIMING = ("time_", "steps_per_s", "updates_per_s", "host_", "peak_mem")
 LOSSES = ("model_loss", "image_loss", "reward_loss", "kl", "actor_loss", "critic_loss")
@@ -170,7 +174,7 @@ def test_a_preempted_job_is_requeued_and_its_runs_end_as_if_never_stopped(
                     what="the requeued job's runs to finish", seen=states(store, "pre"))
 
     for run in runs:
-        assert run["step"] == 1000 and run["launches"] == 2, run
+        assert run["step"] == STEPS and run["launches"] == 2, run
         assert run["slurm_job"] == job
         log = (results / run["id"] / "worker.log").read_text()
         assert log.count("=== ") == 2 and "interrupted by signal" in log
@@ -188,13 +192,13 @@ def test_a_cancelled_job_leaves_its_runs_resumable(pg_url: str, tmp_path: Path) 
     subprocess.run(["scancel", job], check=True)
     runs = wait_for(lambda: all_in(store, "can", {"cancelled", "interrupted"}, 2), timeout=120,
                     what="the runs to stop", seen=states(store, "can"))
-    assert all(0 < r["step"] < 1000 for r in runs)
+    assert all(0 < r["step"] < STEPS for r in runs)
     assert ended(job) == "CANCELLED"
 
     resumed = blast("resume", "--all", "--workers", 2, "--no-progress",
                     "--results", results, "--db", pg_url)
     assert resumed.returncode == 0, resumed.stderr
-    assert {(r["status"], r["step"]) for r in store.runs("can")} == {("done", 1000)}
+    assert {(r["status"], r["step"]) for r in store.runs("can")} == {("done", STEPS)}
     metric_table(store, "can")  # no row twice
 
 
@@ -218,7 +222,7 @@ def test_a_job_killed_outright_leaves_crashed_runs_that_resume(pg_url: str,
     resumed = blast("resume", "--all", "--workers", 2, "--no-progress",
                     "--results", results, "--db", pg_url)
     assert resumed.returncode == 0, resumed.stderr
-    assert {(r["status"], r["step"]) for r in store.runs("kill")} == {("done", 1000)}
+    assert {(r["status"], r["step"]) for r in store.runs("kill")} == {("done", STEPS)}
     metric_table(store, "kill")
 
 
@@ -231,7 +235,7 @@ def test_runs_never_outlive_their_jobs_process(pg_url: str, tmp_path: Path) -> N
     os.kill(parent(runs[0]["pid"]), signal.SIGKILL)
     after = wait_for(lambda: all_in(store, "orphan", {"interrupted"}, 2), timeout=120,
                      what="the runs to stop", seen=states(store, "orphan"))
-    assert all(0 < r["step"] < 1000 for r in after)
+    assert all(0 < r["step"] < STEPS for r in after)
     wait_for(lambda: not any(alive(r["pid"]) for r in runs), timeout=60, what="the runs to exit")
     assert ended(job) in ("FAILED", "CANCELLED")
 
