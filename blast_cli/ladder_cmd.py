@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -118,9 +119,9 @@ def placement_options(
     stale_after: StaleAfter = STALE_AFTER_S,
     no_progress: options.NoProgress = False,
     log: options.Log = None,
-) -> dict[str, Any]:
+) -> SimpleNamespace:
     """Where and how the runs execute: options of `run-ladder`, `run-recipe` and `resume`."""
-    return dict(locals())
+    return SimpleNamespace(**locals())
 
 
 def slurm_options(
@@ -131,39 +132,38 @@ def slurm_options(
     cpus_per_job: CpusPerJob = None,
     runs_per_job: RunsPerJob = None,
     wait: Wait = False,
-) -> dict[str, Any]:
+) -> SimpleNamespace:
     """On a SLURM cluster: options of `run-ladder` and `run-recipe`."""
-    return dict(locals())
+    return SimpleNamespace(**locals())
 
 
-def _execution(placed: dict[str, Any], slurm: dict[str, Any] | None = None,
+def _execution(p: SimpleNamespace, slurm: SimpleNamespace | None = None,
                assume_gpus: int | None = None, log: list[str] | tuple[str, ...] = ()
                ) -> Execution:
     """Validate the scheduling options (one-line errors, before anything is written)."""
-    p = placed
-    if p["max_retries"] < 0:
-        raise BlastError(f"--max-retries must be >= 0, got {p['max_retries']}")
-    if p["mem_per_run"] is not None and not p["mem_per_run"] > 0:
-        raise BlastError(f"--mem-per-run takes GiB > 0, got {p['mem_per_run']}")
-    slurm = dict(slurm or {})
-    executor = slurm.pop("executor", Executor.local)
-    opts = SlurmOptions(**slurm)
+    if p.max_retries < 0:
+        raise BlastError(f"--max-retries must be >= 0, got {p.max_retries}")
+    if p.mem_per_run is not None and not p.mem_per_run > 0:
+        raise BlastError(f"--mem-per-run takes GiB > 0, got {p.mem_per_run}")
+    asked = dict(vars(slurm)) if slurm else {}
+    executor = asked.pop("executor", Executor.local)
+    opts = SlurmOptions(**asked)
     if (opts.time_min < 1 or opts.gpus_per_job < 0
             or any(n is not None and n < 1 for n in (opts.runs_per_job, opts.cpus_per_job))):
         raise BlastError("--time-min, --runs-per-job and --cpus-per-job must be >= 1, "
                          "--gpus-per-job >= 0")
-    root = prepare_results_root(p["results"], create=False)
-    gpus = ",".join(p["gpus"]) if p["gpus"] else None  # repeated, the values add up
-    per_gpu = p["per_gpu"]
+    root = prepare_results_root(p.results, create=False)
+    gpus = ",".join(p.gpus) if p.gpus else None  # repeated, the values add up
+    per_gpu = p.per_gpu
     if executor != Executor.local:
         # A job's GPUs and cores are SLURM's (--gpus-per-job): look at none here.
         gpus, per_gpu = gpus or "none", per_gpu or 1
-    place = placement(gpus, per_gpu, p["workers"], p["threads"], visible=assume_gpus)
-    mem = p["mem_per_run"]
-    return Execution(root, db_url(p["db"], root), place, p["max_retries"], p["stale_after"],
-                     executor.value, opts, live=False if p["no_progress"] else None,
+    place = placement(gpus, per_gpu, p.workers, p.threads, visible=assume_gpus)
+    mem = p.mem_per_run
+    return Execution(root, db_url(p.db, root), place, p.max_retries, p.stale_after,
+                     executor.value, opts, live=False if p.no_progress else None,
                      mem_per_run=None if mem is None else round(mem * 1024),
-                     log=check_backends([*log, *(p["log"] or [])]))
+                     log=check_backends([*log, *(p.log or [])]))
 
 
 def _view(ex: Execution) -> View:
@@ -189,23 +189,24 @@ def run_ladder(
     experiment: options.Experiment = "default",
     yes: Yes = False,
     assume_gpus: AssumeGpus = None,
-    placement_options: dict[str, Any] | None = None,
-    slurm_options: dict[str, Any] | None = None,
+    placement_options: SimpleNamespace | None = None,
+    slurm_options: SimpleNamespace | None = None,
 ) -> None:
     """Run the grid env x rung x seed; done runs are skipped, unfinished ones resumed."""
     if seeds < 1:
         raise BlastError(f"--seeds must be >= 1, got {seeds}")
     rung_ids = options.rung_list(rungs or list(C.LADDER_IDS))
     specs = grid(env, list(rung_ids), range(seeds), preset, experiment, steps, list(set_ or []))
-    ex = _execution(placement_options or {}, slurm_options, assume_gpus)
-    _run(specs, ex, yes, placement_options or {})
+    assert placement_options is not None  # with_groups passes it
+    ex = _execution(placement_options, slurm_options, assume_gpus)
+    _run(specs, ex, yes, placement_options)
 
 
-def _run(specs: list, ex: Execution, yes: bool, placed: dict[str, Any],
+def _run(specs: list, ex: Execution, yes: bool, placed: SimpleNamespace,
          recipe: str | None = None) -> None:
     _confirm_paper_on_cpu(specs, ex, yes)
     check_executor(ex)
-    check_destination(placed["db"], placed["results"])  # the last check, and the first write
+    check_destination(placed.db, placed.results)  # the last check, and the first write
     _finish(run_grid(specs, ex, recipe=recipe, view=_view(ex)))
 
 
@@ -216,14 +217,15 @@ def run_recipe(
         str | None, typer.Option("--experiment", help="Override the recipe's experiment.")
     ] = None,
     yes: Yes = False,
-    placement_options: dict[str, Any] | None = None,
-    slurm_options: dict[str, Any] | None = None,
+    placement_options: SimpleNamespace | None = None,
+    slurm_options: SimpleNamespace | None = None,
 ) -> None:
     """Run every run a recipe names (checked in full before anything is written)."""
     loaded = recipes.load(recipe)
     specs = recipes.specs(loaded, experiment)
-    ex = _execution(placement_options or {}, slurm_options, log=loaded.log)
-    _run(specs, ex, yes, placement_options or {}, recipe=loaded.text)
+    assert placement_options is not None  # with_groups passes it
+    ex = _execution(placement_options, slurm_options, log=loaded.log)
+    _run(specs, ex, yes, placement_options, recipe=loaded.text)
 
 
 @options.with_groups(placement_options)
@@ -237,20 +239,21 @@ def resume(
     experiment: options.OneExperiment = None,
     device: options.Device = "auto",
     deterministic: options.Deterministic = False,
-    placement_options: dict[str, Any] | None = None,
+    placement_options: SimpleNamespace | None = None,
 ) -> None:
     """Continue runs from their last checkpoints (named ones here; --all through the scheduler)."""
-    p = placement_options or {}
+    p = placement_options
+    assert p is not None  # with_groups passes it
     if run_ids and (all_ or experiment):
         raise BlastError("give run ids, or --all / --experiment NAME, not both")
     if run_ids:
-        run_cmd.resume(run_ids, device=device, deterministic=deterministic, results=p["results"],
-                       db=p["db"], threads=p["threads"], no_progress=p["no_progress"],
-                       log=p["log"])
+        run_cmd.resume(run_ids, device=device, deterministic=deterministic, results=p.results,
+                       db=p.db, threads=p.threads, no_progress=p.no_progress,
+                       log=p.log)
         return
     if not (all_ or experiment):
         raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
-    _store(p["results"], p["db"]).close()  # no database here: nothing to resume, none to create
+    _store(p.results, p.db).close()  # no database here: nothing to resume, none to create
     ex = _execution(p)
     _finish(resume_all(ex, experiment, view=_view(ex)))
 
