@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from blast_core.run.sinks import offline_steps, read_wandb_records, wandb_id
+from blast_core.run.sinks import offline_steps, read_wandb_records, recorded_backends, wandb_id
 from tests.test_run_cli import (
     MINIGRID,
     RUN_ID,
@@ -112,3 +112,12 @@ def test_an_unknown_backend_is_one_line_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert result.stderr == "error: --log mlflow: unknown backend; valid: tensorboard, wandb\n"
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text", ["{not json", "7", '["tensorboard", "nope"]'])
+def test_a_damaged_log_record_is_a_warning_and_written_again(tmp_path, text):
+    (tmp_path / "log.json").write_text(text)
+    said: list[str] = []
+    assert recorded_backends(tmp_path, ["wandb"], said.append) == ("wandb",)
+    assert len(said) == 1 and "log.json is damaged" in said[0]
+    assert recorded_backends(tmp_path, [], said.append) == ("wandb",) and len(said) == 1

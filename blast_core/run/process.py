@@ -87,7 +87,8 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
         progress = options.progress or (lambda total, step: NoProgress())
         info = RunInfo(spec.run_id, directory, root, spec.env, spec.rung, spec.seed,
                        spec.preset, T.to_dict(cfg), T.to_yaml(cfg))
-        sinks = make_sinks(recorded_backends(directory, options.log), info, options.say)
+        backends = recorded_backends(directory, options.log, options.say)
+        sinks = make_sinks(backends, info, options.say)
         ctx = RunContext(spec.run_id, directory, spec.seed, store, device, StopFlag(),
                          progress(cfg.schedule.steps, 0), options.say, sinks,
                          {"graph_behavior": options.graph_behavior,

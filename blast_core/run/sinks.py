@@ -97,11 +97,18 @@ class Sinks:
         self._each("close")
 
 
-def recorded_backends(directory: Path, asked: Iterable[str]) -> tuple[str, ...]:
+def recorded_backends(directory: Path, asked: Iterable[str],
+                      say: Callable[[str], None] = lambda _: None) -> tuple[str, ...]:
     """The backends a run logs to: those it was ever started with (`<run>/log.json`, so that
-    `blast resume` goes on logging where it did) and those asked now, recorded for next time."""
+    `blast resume` goes on logging where it did) and those asked now, recorded for next time.
+    A damaged record is a warning and is written again from `asked`: logging never stops a run."""
     path = directory / "log.json"
-    before = tuple(json.loads(path.read_text())) if path.exists() else ()
+    asked = check_backends(asked)
+    try:
+        before = check_backends(json.loads(path.read_text())) if path.exists() else ()
+    except (ValueError, TypeError, BlastError) as e:  # not JSON, not a list, a backend unknown
+        say(f"warning: {path} is damaged ({e}); the run logs to --log's backends only")
+        before = ()
     backends = check_backends([*before, *asked])
     if backends != before:
         write_text(path, json.dumps(list(backends)) + "\n")
