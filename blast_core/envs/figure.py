@@ -7,7 +7,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
+
+matplotlib.use("Agg")  # files only; before pyplot is imported
+import matplotlib.pyplot as plt  # noqa: E402
 
 from blast_core.config import make_config
 from blast_core.envs import check_env_id, make
@@ -53,11 +57,6 @@ def save_grid(obs: np.ndarray, ids: Sequence[str], path: str | Path, stride: int
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise BlastError(f"--out must name a .png file, got {str(path)!r}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n_env, n_frames = obs.shape[:2]
     fig, axes = plt.subplots(
         n_frames, n_env, figsize=(1.9 * n_env, 1.9 * n_frames + 0.3), squeeze=False
