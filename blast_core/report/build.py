@@ -319,13 +319,15 @@ def _run_config(run: pd.Series) -> Any:
 
 def _probe_panel(env: str, runs: pd.DataFrame, skipped: list[str]) -> dict[str, Any]:
     """One row of Figure 8: the true frame and each rung's reconstruction (None: no checkpoint)."""
+    from blast_core.report import imagined  # torch and the agent: only Figure 8 needs them
+
     panel: dict[str, Any] = {"env": env, "truth": None, "seed": None}
     sequence = None
     for rung in ("no_recon", "ar_prior"):
         panel[rung], panel[f"{rung}_run"] = None, ""
         for _, run in runs[(runs["env"] == env) & (runs["rung"] == rung)].sort_values(
                 "seed").iterrows():
-            found = gather.latest_checkpoint(run["run_dir"])
+            found = imagined.latest_checkpoint(run["run_dir"])
             try:
                 cfg = _run_config(run)
             except ConfigError as e:  # e.g. a key of a newer blast: this one cannot build it
@@ -337,7 +339,7 @@ def _probe_panel(env: str, runs: pd.DataFrame, skipped: list[str]) -> dict[str, 
             if sequence is None:
                 sequence = gather.probe_sequence(env, cfg.env)
                 panel["seed"] = sequence["seed"]
-            panel["truth"], panel[rung] = gather.imagine(cfg, state, sequence)
+            panel["truth"], panel[rung] = imagined.imagine(cfg, state, sequence)
             panel[f"{rung}_run"] = f"{run['run_id']}@{step}"
             break
     return panel

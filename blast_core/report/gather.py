@@ -1,4 +1,4 @@
-"""The pixels behind Figures 2 and 8: sample observations, and the probe's imagined frames.
+"""The pixels behind Figures 2 and 8: sample observations, and the probe's input sequence.
 
 Unlike the other figures these do not come from metric rows: Figure 2 steps the real environments,
 Figure 8 loads the runs' latest checkpoints and replays their episodes through the world model.
@@ -6,7 +6,6 @@ Figure 8 loads the runs' latest checkpoints and replays their episodes through t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,40 +72,3 @@ def probe_sequence(env_id: str, env_cfg: Any, first_seed: int = 0, tries: int = 
     is_first[0] = True
     return {"image": np.stack(images)[None], "action": np.stack(actions)[None],
             "is_first": is_first[None], "seed": seed}
-
-
-def latest_checkpoint(run_dir: str | Path) -> tuple[int, dict] | None:
-    """(step, state) of the run's newest loadable checkpoint, read without touching the folder.
-
-    `Checkpoints.latest()` tidies the folder (drops `.tmp` files, renames corrupt ones), which a
-    report must not do to a run that may still be writing; this only reads.
-    """
-    import torch  # here, not at the top: only Figure 8 needs it, and it takes seconds to import
-
-    from blast_core.run.checkpoint import FORMAT
-
-    folder = Path(run_dir) / "checkpoints"
-    paths = sorted(folder.glob("ckpt-*.pt")) if folder.is_dir() else []
-    for path in reversed(paths):
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged or half-written file: the previous one will do
-            continue
-        if isinstance(payload, dict) and payload.get("format") == FORMAT:
-            return int(payload["step"]), payload["state"]
-    return None
-
-
-def imagine(cfg: Any, state: dict, sequence: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(true, reconstructed) uint8 (64, 64, 3): the last of HORIZON imagined frames."""
-    import torch
-
-    from blast_core.agent import ActSpace, Agent
-
-    size = sequence["action"].shape[-1]
-    agent = Agent(cfg, ActSpace(discrete=cfg.env.family == "minigrid", size=size), "cpu")
-    agent.load_checkpoint_state(state["agent"])
-    batch = {k: torch.as_tensor(sequence[k]) for k in ("image", "action", "is_first")}
-    with torch.no_grad():
-        truth, recon = agent.world_model.open_loop(batch, context=CONTEXT, horizon=HORIZON)
-    return truth[0, -1].numpy(), recon[0, -1].numpy()

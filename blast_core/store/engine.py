@@ -23,8 +23,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
@@ -42,8 +46,6 @@ NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs"
                         "afs", "panfs", "wekafs"})
 _warned: set[str] = set()
 
-if TYPE_CHECKING:
-    from alembic.config import Config as AlembicConfig
 
 T = TypeVar("T")
 
@@ -175,22 +177,16 @@ def retrying(fn: Callable[[], T], attempts: int = WRITE_ATTEMPTS) -> T:
 
 
 def _alembic_config() -> AlembicConfig:
-    from alembic.config import Config as AlembicConfig  # alembic loads only when needed
-
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -199,8 +195,6 @@ def migrate(writer: Engine, revision: str = "head") -> None:
     """Create or upgrade the schema in place, once even when many processes open the store."""
     if revision == "head" and current_revision(writer) == head_revision():
         return
-    from alembic import command
-
     cfg = _alembic_config()
     with writer.begin() as conn:  # SQLite: BEGIN IMMEDIATE holds the write lock from here on
         if conn.dialect.name == "postgresql":

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from alembic.util import CommandError
 from sqlalchemy import Connection, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -69,8 +70,6 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         """Connect, creating the database or upgrading an older schema in place."""
-        from alembic.util import CommandError
-
         reader, writer = make_engines(url)
         shown = make_url(url).render_as_string(hide_password=True)
         try:

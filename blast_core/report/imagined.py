@@ -1,0 +1,46 @@
+"""Figure 8's imagined frames: the runs' latest checkpoints, their world models run open loop.
+
+Its own module because it needs torch and the agent (seconds to import): `report.build` loads it
+only when Figure 8 is drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from blast_core.agent import ActSpace, Agent
+from blast_core.report.gather import CONTEXT, HORIZON
+from blast_core.run.checkpoint import FORMAT
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, dict] | None:
+    """(step, state) of the run's newest loadable checkpoint, read without touching the folder.
+
+    `Checkpoints.latest()` tidies the folder (drops `.tmp` files, renames corrupt ones), which a
+    report must not do to a run that may still be writing; this only reads.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    paths = sorted(folder.glob("ckpt-*.pt")) if folder.is_dir() else []
+    for path in reversed(paths):
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged or half-written file: the previous one will do
+            continue
+        if isinstance(payload, dict) and payload.get("format") == FORMAT:
+            return int(payload["step"]), payload["state"]
+    return None
+
+
+def imagine(cfg: Any, state: dict, sequence: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(true, reconstructed) uint8 (64, 64, 3): the last of HORIZON imagined frames."""
+    size = sequence["action"].shape[-1]
+    agent = Agent(cfg, ActSpace(discrete=cfg.env.family == "minigrid", size=size), "cpu")
+    agent.load_checkpoint_state(state["agent"])
+    batch = {k: torch.as_tensor(sequence[k]) for k in ("image", "action", "is_first")}
+    with torch.no_grad():
+        truth, recon = agent.world_model.open_loop(batch, context=CONTEXT, horizon=HORIZON)
+    return truth[0, -1].numpy(), recon[0, -1].numpy()
