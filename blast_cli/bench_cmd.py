@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from blast_cli.options import Set, runtime_switches
+from blast_core.bench.compare import METRICS, compare
 from blast_core.config import tree as T
 from blast_core.config.ids import ENV_IDS
 from blast_core.errors import BlastError
@@ -35,15 +36,11 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
                   clock: str, set_: list[str]) -> dict[str, Any]:
     from blast_core.bench.models import bench_models  # torch: only when models are timed
 
-    if threads is not None:
-        if threads < 1:
-            raise BlastError(f"--threads {threads} must be >= 1")
-        import torch  # already loaded by bench_models' module
-
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise BlastError(f"--threads {threads} must be >= 1")
     doc = bench_models(preset, family, rungs, device, reps, warmup, echo=typer.echo,
                        precision=precision, clock=clock, overrides=T.parse_overrides(set_),
-                       switches=runtime_switches())
+                       switches=runtime_switches(), threads=threads)
     typer.echo(f"({doc['device']}, torch {doc['torch']}, {precision}, fp32 matmul peak "
                f"{doc['matmul_peak_gflops']:.0f} GFLOP/s, {clock} clock, median of {reps} after "
                f"{warmup} warm-up)")
@@ -51,8 +48,6 @@ def _bench_models(preset: str, family: str, rungs: list[str] | None, reps: int, 
 
 
 def _print_baseline(doc: dict[str, Any], path: Path) -> None:
-    from blast_core.bench.models import METRICS, compare  # torch, as above
-
     try:
         baseline = json.loads(path.read_text())
     except (OSError, ValueError) as e:

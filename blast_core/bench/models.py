@@ -49,8 +49,6 @@ FAMILY_ENVS: dict[str, tuple[str, ActSpace]] = {
     "minigrid": ("minigrid:unmodified", ActSpace(True, 3)),
     "dmc": ("dmc:walker_run", ActSpace(False, 6)),
 }
-METRICS = ("world_model_ms", "imagine_ms", "behavior_ms", "update_ms", "act_ms", "peak_mb",
-           "reserved_mb", "flops", "gflops_per_s")
 
 
 def synthetic_batch(cfg: Config, act: ActSpace, seed: int = 0) -> dict[str, Tensor]:
@@ -236,10 +234,14 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
                  echo: Callable[[str], None] = print, precision: str = "fp32",
                  clock: str = "wall",
                  overrides: Mapping[str, Any] | None = None,
-                 switches: Mapping[str, bool] | None = None) -> dict[str, Any]:
+                 switches: Mapping[str, bool] | None = None,
+                 threads: int | None = None) -> dict[str, Any]:
     """Benchmark each rung and return the JSON document of `blast bench --json`. `precision`
     is the agent's `Config.precision`; `overrides` are config keys set as `blast run --set`
-    sets them (a variant's cost); `switches` the `Runtime`'s command-line ones."""
+    sets them (a variant's cost); `switches` the `Runtime`'s command-line ones; `threads` torch's
+    CPU threads (default: as torch starts)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     switches = dict(switches or {})
     overrides = dict(overrides or {})
     if family not in FAMILIES:
@@ -295,29 +297,3 @@ def format_row(row: dict[str, Any]) -> str:
             f"{row['imagine_ms']:8.1f} {row['behavior_ms']:9.1f} {row['update_ms']:10.1f} "
             f"{row['act_ms']:7.2f} {row['peak_mb']:8.1f} {row['flops'] / 1e9:7.1f} "
             f"{row['gflops_per_s']:8.1f} {row.get('utilization', 0):5.0%}")
-
-
-def compare(current: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per rung present in both: baseline / current for each timing (above 1: the
-    current run is faster) and current / baseline for peak_mb, flops and gflops_per_s."""
-    def key(row: dict[str, Any]) -> tuple[str, str]:
-        # Rows of files written before the plain path moved to the tests carry a `path`.
-        return row["rung"], row.get("path", "fast")
-
-    try:
-        old = {key(r): r for r in baseline["results"]}
-    except (KeyError, TypeError):
-        raise BlastError("baseline file has no 'results' list of rows") from None
-    out = []
-    for row in current["results"]:
-        if key(row) not in old:
-            continue
-        base = old[key(row)]
-        ratios: dict[str, Any] = {"rung": row["rung"]}
-        for metric in METRICS:
-            if not base.get(metric) or not row.get(metric):
-                continue
-            faster = metric.endswith("_ms")
-            ratios[metric] = base[metric] / row[metric] if faster else row[metric] / base[metric]
-        out.append(ratios)
-    return out
