@@ -131,7 +131,7 @@ def bench(
     if run:
         if envs or models:
             raise BlastError("--run times one whole run: not with --envs or --models")
-        from blast_core.bench.run import bench_run
+        from blast_core.bench.run import bench_run  # torch and the envs: only for --run
 
         if len(env or []) > 1 or len(rung or []) > 1:
             raise BlastError("--run times one run: give at most one --env and one --rung")

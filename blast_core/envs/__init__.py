@@ -49,7 +49,7 @@ def check_env_id(env_id: str) -> tuple[str, str]:
     if family == "minigrid" and name in VARIANTS:
         return family, name
     if family == "dmc" and name:
-        from blast_core.envs.dmc import parse_task
+        from blast_core.envs.dmc import parse_task  # dm_control: only for dmc: ids
 
         if parse_task(name) is not None:
             return family, name
@@ -61,14 +61,14 @@ def check_inputs(cfg: EnvConfig) -> None:
     the env id (a `dmc:` task against the suite) and the video background's file."""
     check_env_id(cfg.id)
     if cfg.video:
-        from blast_core.envs.video import check_video
+        from blast_core.envs.video import check_video  # imageio: only with a video
 
         check_video(cfg.video)
 
 
 def dmc_ids() -> list[str]:
     """Every dm_control suite task as a `dmc:` id."""
-    from blast_core.envs.dmc import suite_tasks
+    from blast_core.envs.dmc import suite_tasks  # dm_control: only for dmc: ids
 
     return [f"dmc:{name}" for name in suite_tasks()]
 
@@ -91,9 +91,9 @@ def make(env_id: str, seed: int, cfg: EnvConfig | None = None) -> gym.Env:
     cfg = make_config(env_id).env if cfg is None else cfg
     _check_cfg(cfg, family)
     if family == "minigrid":
-        from blast_core.envs.minigrid import DynamicObstacles
+        from blast_core.envs.minigrid import DynamicObstacles  # minigrid and pygame
 
         return DynamicObstacles(name, cfg, seed)
-    from blast_core.envs.dmc import DMC
+    from blast_core.envs.dmc import DMC  # dm_control and MuJoCo: only for dmc: ids
 
     return DMC(name, cfg, seed)

@@ -108,7 +108,7 @@ def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0,
                  versus: str | None = None) -> pd.DataFrame:
     """IQM rows (one per rung with data) and probability-of-improvement rows for one family, or
     for one env when `fam` is an env id (its seeds alone: one task)."""
-    from rliable import library as rly
+    from rliable import library as rly  # scipy and arch, seconds: only for --stats
     from rliable import metrics
 
     final = final[[fam in (e, family(e)) for e in final["env"]]]

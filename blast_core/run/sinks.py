@@ -254,7 +254,7 @@ header: crc32c, length, type) after a 7-byte file header, holding `Record` proto
 def read_wandb_records(path: Path) -> list[Any]:
     """The `Record`s of one `.wandb` file (a torn last record, from a killed process, is left
     out)."""
-    from wandb.proto import wandb_internal_pb2 as pb
+    from wandb.proto import wandb_internal_pb2 as pb  # the optional `log` extra
 
     data, records, pos, chunks = Path(path).read_bytes(), [], _HEADER, b""
     while pos + _HEADER <= len(data):

@@ -93,7 +93,7 @@ class RunPack:
 
     def checkpoint(self) -> Any:
         """Preempted or timed out: stop every run at a checkpoint, then requeue this pack."""
-        from submitit.helpers import DelayedSubmission
+        from submitit.helpers import DelayedSubmission  # as `import submitit` below
 
         if self._scheduler is not None:
             self._scheduler.stop()
