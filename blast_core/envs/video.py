@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 from blast_core.errors import BlastError
 
@@ -110,8 +111,6 @@ def _read_resized(path: str, size: int) -> np.ndarray:
 def _resize(frame: np.ndarray, size: int) -> np.ndarray:
     """Any decoded frame (grey, RGB or RGBA; any dtype) -> (size, size, 3) uint8, aspect squashed
     like `ffmpeg -vf scale=size:size`."""
-    from PIL import Image
-
     if frame.ndim == 2:
         frame = np.repeat(frame[..., None], 3, axis=-1)
     frame = frame[..., :3]

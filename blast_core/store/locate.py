@@ -46,8 +46,7 @@ def check_destination(db: str | None, results: str | Path | None) -> tuple[Path,
     other folder is: a mistyped `--db` leaves nothing behind."""
     # Here, not at the top: the rest of this module is read by commands that never open a
     # database, and SQLAlchemy takes ~0.4 s to import.
-    from blast_core.store.engine import StoreError, parse_url
-    from blast_core.store.store import Store
+    from blast_core.store.store import Store, StoreError, parse_url
 
     root = prepare_results_root(results, create=False)
     url = db_url(db, root)
