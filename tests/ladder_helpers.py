@@ -39,9 +39,11 @@ def blast(*args: Any, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def start_blast(*args: Any) -> subprocess.Popen:
-    """Start `blast ARGS` in the background."""
+    """Start `blast ARGS` in the background, with SIGHUP's default action even where the suite
+    itself runs under `nohup` (which blast respects: an ignored SIGHUP stays ignored)."""
     return subprocess.Popen([sys.executable, "-m", "blast_cli", *map(str, args)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
 
 def wait_for(find: Callable[[], T | None], timeout: float = 300, what: str = "it",

@@ -232,6 +232,35 @@ def test_a_stop_checkpoints_every_run_and_marks_it_interrupted(tmp_path: Path) -
     assert [r["status"] for r in states.values()] == ["queued"]  # never launched
 
 
+def test_no_run_outlives_its_ladder(tmp_path: Path) -> None:
+    # A closed terminal (SIGHUP) stops the ladder like Ctrl-C; a ladder killed outright takes its
+    # run with it all the same (the kernel's parent-death signal): each time the run checkpoints
+    # and ends interrupted, never running on unsupervised.
+    results, url, loc = where(tmp_path)
+    ladder = ["run-ladder", "--env", ENVS[0], "--rungs", "dv2", "--seeds", 1, *tiny(600),
+              "--experiment", "o", "--no-progress", *loc]
+    proc = start_blast(*ladder)
+    store = wait_for(lambda: (results / "blast.db").exists() and Store.open(url), what="the db")
+    (run,) = wait_for(lambda: running_with_checkpoint(store, "o"), what="a running run")
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    stopped = store.run(run["id"])
+    assert stopped["status"] == "interrupted", stopped
+
+    proc = start_blast(*ladder)  # resumes it
+    wait_for(lambda: (r := store.run(run["id"]))["status"] == "running"
+             and r["step"] > stopped["step"], what="the run resumed")
+    pid = store.run(run["id"])["pid"]
+    proc.kill()
+    proc.communicate(timeout=60)
+    after = wait_for(lambda: (r := store.run(run["id"]))["status"] != "running" and r,
+                     timeout=120, what="the orphaned run to stop")
+    assert after["status"] == "interrupted" and after["step"] < 600, after
+    wait_for(lambda: not Path(f"/proc/{pid}").exists()
+             or "zombie" in Path(f"/proc/{pid}/status").read_text(), what="its process to end")
+
+
 def test_cancel_stops_a_running_run_and_the_ladder_skips_it(tmp_path: Path) -> None:
     results, url, loc = where(tmp_path)
     ladder = ["run-ladder", "--env", ENVS[0], "--rungs", "dv2", "--seeds", 1,

@@ -34,10 +34,11 @@ from blast_core.run.sinks import RunInfo, make_sinks, recorded_backends
 from blast_core.run.spec import Options, RunError, RunSpec, load_spec, prepare, run_directory
 from blast_core.store import connect
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 """Signals that make a run checkpoint and stop. SLURM signals every process of a job step, so
 a run gets the preemption warning (USR2, `--signal`) and a requeue's or cancel's SIGTERM itself,
-beside the job's scheduler that would otherwise forward them."""
+beside the job's scheduler that would otherwise forward them. SIGHUP (its terminal closed) too,
+unless it is ignored (`nohup`)."""
 
 
 def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
@@ -189,7 +190,8 @@ def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
     def handler(signum: int, _frame: Any) -> None:
         flag.signum = signum
 
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS
+                if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -4,8 +4,10 @@ Who writes what: each run process writes its own state (running, done, failed, i
 heartbeats and metrics. The scheduler only counts launches and, when a process ends without
 having written a final state (SIGKILL, out of memory), marks its run `crashed`.
 
-Stopping (Ctrl-C, SIGTERM, or a SLURM preemption through `stop`): every run gets SIGTERM,
-checkpoints and marks itself `interrupted`; runs not yet launched stay `queued`.
+Stopping (Ctrl-C, SIGTERM, a closed terminal's SIGHUP, or a SLURM preemption through `stop`):
+every run gets SIGTERM, checkpoints and marks itself `interrupted`; runs not yet launched stay
+`queued`. A scheduler killed outright (SIGKILL) takes its runs with it the same way: each gets
+SIGTERM from the kernel (the parent-death signal) and stops at a checkpoint.
 """
 
 from __future__ import annotations
@@ -201,7 +203,10 @@ class Scheduler:
                     act.proc.kill()
             self.stop_signal = self.stop_signal or signum
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        # A closed terminal (SIGHUP) stops the runs like Ctrl-C, unless it is ignored (nohup).
+        previous = {s: signal.signal(s, handler)
+                    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                    if signal.getsignal(s) is not signal.SIG_IGN}
 
         def restore() -> None:
             for s, h in previous.items():
