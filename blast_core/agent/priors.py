@@ -54,6 +54,8 @@ class Prior(nn.Module):
 
 
 class IndependentPrior(Prior):
+    """DreamerV2's prior: one MLP from h to the logits of every latent at once."""
+
     def __init__(self, cfg: RSSMConfig) -> None:
         super().__init__(cfg)
         self.out = elu_dense(cfg.deter, cfg.hidden)
