@@ -100,8 +100,8 @@ def with_groups(*groups: Callable[..., Any]) -> Callable[[Command], Command]:
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
             for group in groups:
-                names = shared[group.__name__]
-                kwargs[group.__name__] = group(**{n: kwargs.pop(n) for n in names})
+                taken = shared[group.__name__]
+                kwargs[group.__name__] = group(**{n: kwargs.pop(n) for n in taken})
             return command(**kwargs)
 
         params = [p for n, p in own.items() if n not in shared]

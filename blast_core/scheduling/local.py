@@ -196,8 +196,8 @@ class Scheduler:
 
         def handler(signum: int, _frame: Any) -> None:
             # A second Ctrl-C: stop waiting for checkpoints. A second SIGTERM is no such
-            # request: SLURM's scancel delivers it twice (to the step, and forwarded by srun)
-            # and escalates by itself (SIGKILL after KillWait).
+            # request: two supervisors may each send one (a cluster and a process manager), and
+            # whoever sends SIGTERM escalates by itself (SLURM: SIGKILL after KillWait).
             if self.stop_signal and signum == signal.SIGINT:
                 for act in self.active.values():
                     act.proc.kill()
