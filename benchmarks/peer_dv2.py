@@ -387,6 +387,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "buffer.checkpoint=False",
         f"buffer.prioritize_ends={cfg.replay.prioritize_ends}",
         f"checkpoint.every={args.eval_every}", "checkpoint.save_last=True",
+        # Every checkpoint is evaluated afterwards: keep them all (sheeprl keeps 5 by default).
+        "checkpoint.keep_last=null",
         f"seed={args.seed}", "fabric.accelerator=cpu", "fabric.devices=1",
         "metric.log_level=1", f"metric.log_every={sched.log_every}", "algo.run_test=False",
         f"root_dir={out}", "run_name=run", "model_manager.disabled=True",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -99,6 +100,12 @@ class PlainProgress:
         pass
 
 
+def _process() -> ModuleType:
+    from blast_core.run import process  # torch: only once a run starts, not for `blast --help`
+
+    return process
+
+
 def _options(device: str, deterministic: bool, threads: int | None, no_progress: bool,
              label: str, log: list[str] | None = None) -> Options:
     if no_progress:
@@ -129,8 +136,7 @@ def run(
     log: options.Log = None,
 ) -> None:
     """Train one run; running the same command again resumes it from its last checkpoint."""
-    from blast_core.run import process  # torch: only once a run starts, not for `blast --help`
-
+    process = _process()
     spec = RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
     process.check_device(device)
     opts = _options(device, deterministic, threads, no_progress, spec.name, log)
@@ -151,8 +157,7 @@ def resume(
     log: options.Log = None,
 ) -> None:
     """Continue runs from their last checkpoints, one after another, with their stored configs."""
-    from blast_core.run import process  # torch: only once a run starts, not for `blast --help`
-
+    process = _process()
     check_backends(log or [])
     root = prepare_results_root(results, create=False)  # a run to resume is already there
     worst = 0

@@ -120,3 +120,40 @@ def test_no_import_circle_among_top_level_imports() -> None:
         if m not in state:
             visit(m, [m])
     assert not cycles, "\n".join(cycles)
+
+
+LAZY_IMPORTS = 22
+"""Function-level imports in blast_core and blast_cli today (docs/architecture.md): the count may
+fall, never rise without the doc's reasons being revisited."""
+
+
+def function_level_imports() -> list[tuple[str, int, str]]:
+    """(file, line, source line) of every import inside a function, `if TYPE_CHECKING:` aside."""
+    found = []
+    for path in sorted([*(REPO / "blast_core").rglob("*.py"), *(REPO / "blast_cli").rglob("*.py")]):
+        if "migrations" in path.parts:
+            continue
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                found += [(str(path.relative_to(REPO)), n.lineno, lines[n.lineno - 1].strip())
+                          for n in ast.walk(fn) if isinstance(n, ast.Import | ast.ImportFrom)]
+    return sorted(set(found))
+
+
+def test_every_function_level_import_says_why_and_they_do_not_creep() -> None:
+    found = function_level_imports()
+    # The reason is on the import's line or in the comment block right above it; a second name
+    # from the same package on the next line shares the first one's.
+    unexplained = []
+    for file, line, text in found:
+        lines = (REPO / file).read_text().splitlines()
+        above = [t.strip() for t in lines[max(0, line - 3):line - 1]]
+        shares = any(f == file and n == line - 1 for f, n, _ in found)
+        if "#" not in text and not shares and not (above and above[-1].startswith("#")):
+            unexplained.append(f"{file}:{line}: {text}")
+    assert not unexplained, "function-level imports without a reason:\n" + "\n".join(unexplained)
+    assert len(found) <= LAZY_IMPORTS, (
+        f"{len(found)} function-level imports (at most {LAZY_IMPORTS}): import at the top of the "
+        "file unless a heavy optional dependency is needed by one command, and say why:\n"
+        + "\n".join(f"{f}:{n}: {t}" for f, n, t in found))

@@ -12,6 +12,7 @@ backend) for a DMC id.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from blast_core.config import ConfigError, EnvConfig, make_config
@@ -32,6 +33,12 @@ __all__ = [
 ]
 
 
+def _dmc() -> ModuleType:
+    from blast_core.envs import dmc  # gymnasium, then dm_control and MuJoCo: only for dmc: ids
+
+    return dmc
+
+
 def _unknown(env_id: str) -> ConfigError:
     return ConfigError(
         f"unknown env id {env_id!r}; valid: {', '.join(ENV_IDS)}, or dmc:DOMAIN_TASK for any "
@@ -49,9 +56,7 @@ def check_env_id(env_id: str) -> tuple[str, str]:
     if family == "minigrid" and name in VARIANTS:
         return family, name
     if family == "dmc" and name:
-        from blast_core.envs.dmc import parse_task  # dm_control: only for dmc: ids
-
-        if parse_task(name) is not None:
+        if _dmc().parse_task(name) is not None:
             return family, name
     raise _unknown(env_id)
 
@@ -68,9 +73,7 @@ def check_inputs(cfg: EnvConfig) -> None:
 
 def dmc_ids() -> list[str]:
     """Every dm_control suite task as a `dmc:` id."""
-    from blast_core.envs.dmc import suite_tasks  # dm_control: only for dmc: ids
-
-    return [f"dmc:{name}" for name in suite_tasks()]
+    return [f"dmc:{name}" for name in _dmc().suite_tasks()]
 
 
 def _check_cfg(cfg: EnvConfig, family: str) -> None:
@@ -94,6 +97,4 @@ def make(env_id: str, seed: int, cfg: EnvConfig | None = None) -> gym.Env:
         from blast_core.envs.minigrid import DynamicObstacles  # minigrid and pygame
 
         return DynamicObstacles(name, cfg, seed)
-    from blast_core.envs.dmc import DMC  # dm_control and MuJoCo: only for dmc: ids
-
-    return DMC(name, cfg, seed)
+    return _dmc().DMC(name, cfg, seed)

@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from absl import logging as absl_logging
 
 from blast_core.config import EnvConfig
 from blast_core.envs.base import SeededEnv
@@ -28,12 +29,10 @@ CAMERAS = {"quadruped": 2}
 
 def _suite():
     backend = ensure_gl()  # before dm_control's first import, which fixes the GL backend
-    from absl import logging as absl_logging
-
     # dm_control logs a deprecation warning per cheetah load; keep the user's terminal clean.
     absl_logging.set_verbosity(absl_logging.ERROR)
     try:
-        from dm_control import suite
+        from dm_control import suite  # after ensure_gl(); only dmc: ids need MuJoCo
     except (ImportError, RuntimeError, OSError) as e:  # a user's MUJOCO_GL that cannot work
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BlastError(

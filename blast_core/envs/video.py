@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -62,10 +63,8 @@ def check_video(path: str) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _first_frame(path: str, nbytes: int, mtime_ns: int) -> None:
-    import imageio.v3 as iio
-
     try:
-        next(iter(iio.imiter(path)))
+        next(_imiter(path))
     except StopIteration:
         raise BlastError(f"cannot read video {path}: it has no frames") from None
     except Exception as e:  # imageio raises many types for a file it cannot decode
@@ -91,12 +90,17 @@ def _load_cached(path: str, nbytes: int, mtime_ns: int, size: int) -> np.ndarray
     return frames
 
 
-def _read_resized(path: str, size: int) -> np.ndarray:
-    import imageio.v3 as iio
+def _imiter(path: str) -> Iterator[np.ndarray]:
+    """The file's frames, one at a time."""
+    import imageio.v3 as iio  # only a run with a video background reads one
 
+    return iter(iio.imiter(path))
+
+
+def _read_resized(path: str, size: int) -> np.ndarray:
     frames = []
     try:
-        for frame in iio.imiter(path):
+        for frame in _imiter(path):
             frames.append(_resize(np.asarray(frame), size))
             if len(frames) >= MAX_FRAMES:
                 break

@@ -93,12 +93,11 @@ class RunPack:
 
     def checkpoint(self) -> Any:
         """Preempted or timed out: stop every run at a checkpoint, then requeue this pack."""
-        from submitit.helpers import DelayedSubmission  # as `import submitit` below
-
         if self._scheduler is not None:
             self._scheduler.stop()
-        return DelayedSubmission(RunPack(self.jobs, self.results, self.db, self.placement,
-                                         self.max_retries, self.cpus))
+        again = RunPack(self.jobs, self.results, self.db, self.placement, self.max_retries,
+                        self.cpus)
+        return _submitit().helpers.DelayedSubmission(again)
 
 
 def check(ex: Execution) -> None:
@@ -126,9 +125,14 @@ def job_mem_mib(ex: Execution, opts: SlurmOptions, configs: list[dict], per_job:
     return min(per_job, pack_placement(opts, ex.placement.per_gpu, per_job).size) * need
 
 
-def _executor(ex: Execution, opts: SlurmOptions, folder: Path, mem_mib: int) -> Any:
-    import submitit  # here, not at import: `blast` starts without it
+def _submitit() -> Any:
+    import submitit.helpers  # here, not at import: `blast` starts without it
 
+    return submitit
+
+
+def _executor(ex: Execution, opts: SlurmOptions, folder: Path, mem_mib: int) -> Any:
+    submitit = _submitit()
     check(ex)
     if ex.executor == "submitit-local":
         executor = submitit.LocalExecutor(folder=folder)
