@@ -1,6 +1,6 @@
 """Experiment management: `run-ladder`, `run-recipe`, `status`, `ls`, `cancel` and `resume`.
 
-`resume RUN ...` continues the named runs here, one after another (`blast_cli.run_cmd.resume`);
+`resume RUN ...` continues the named runs here, one after another (`run_cmd.resume_ids`);
 `resume --all` / `--experiment NAME` restarts every crashed, failed and interrupted run through
 the scheduler, with the same placement options as `run-ladder`.
 """
@@ -247,9 +247,9 @@ def resume(
     if run_ids and (all_ or experiment):
         raise BlastError("give run ids, or --all / --experiment NAME, not both")
     if run_ids:
-        run_cmd.resume(run_ids, device=device, deterministic=deterministic, results=p.results,
-                       db=p.db, threads=p.threads, no_progress=p.no_progress,
-                       log=p.log)
+        run_cmd.resume_ids(run_ids, device=device, deterministic=deterministic,
+                           results=p.results, db=p.db, threads=p.threads,
+                           no_progress=p.no_progress, log=p.log)
         return
     if not (all_ or experiment):
         raise BlastError("nothing to resume: give run ids, --all or --experiment NAME")
@@ -315,8 +315,7 @@ def cancel(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the experiment commands. `resume` replaces run_cmd's (explicit ids still go there)."""
-    app.registered_commands = [c for c in app.registered_commands if c.name != "resume"]
+    """Add the experiment commands (`resume` with run ids resumes them as `run_cmd` does)."""
     for name, fn in (("run-ladder", run_ladder), ("run-recipe", run_recipe), ("status", status),
                      ("ls", ls), ("cancel", cancel)):
         app.command(name, no_args_is_help=name.startswith("run-"))(fn)

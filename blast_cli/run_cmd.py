@@ -146,17 +146,11 @@ def run(
     raise typer.Exit(EXIT_CODES[status])
 
 
-def resume(
-    run_ids: Annotated[list[str], typer.Argument(help="Run ids: EXPERIMENT/RUN_NAME.")],
-    device: options.Device = "auto",
-    deterministic: options.Deterministic = False,
-    results: options.Results = None,
-    db: options.Db = None,
-    threads: options.Threads = None,
-    no_progress: options.NoProgress = False,
-    log: options.Log = None,
-) -> None:
-    """Continue runs from their last checkpoints, one after another, with their stored configs."""
+def resume_ids(run_ids: list[str], *, device: str, deterministic: bool, results: str | None,
+               db: str | None, threads: int | None, no_progress: bool,
+               log: list[str] | None) -> None:
+    """`blast resume RUN ...`: continue the runs here from their last checkpoints, one after
+    another, with their stored configs (`blast_cli.ladder_cmd.resume` takes the options)."""
     process = _process()
     check_backends(log or [])
     root = prepare_results_root(results, create=False)  # a run to resume is already there
@@ -172,6 +166,5 @@ def resume(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `run` and `resume` to the top-level app."""
+    """Add `run` to the top-level app."""
     app.command("run", no_args_is_help=True)(run)
-    app.command("resume", no_args_is_help=True)(resume)
