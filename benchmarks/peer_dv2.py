@@ -29,6 +29,9 @@ The peer's side of the check at a preset, 3 seeds (about an hour per seed on one
     done
     .venv-peer/bin/python benchmarks/peer_dv2.py compare --experiment figure3-cpu peer/s*.json
 
+A `train` stopped midway (its machine gone, Ctrl-C) goes on from its latest checkpoint, replay
+included: the same command with `--resume`. The steps after that checkpoint are played again.
+
 sheeprl has no reward-loss scale (the paper's MiniGrid uses 100); it is added from outside by
 wrapping `reconstruction_loss`, which returns the reward term separately. Everything else is
 sheeprl's.
@@ -384,7 +387,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         f"algo.per_rank_pretrain_steps={sched.pretrain}",
         # The replay holds every step of the run (sheeprl preallocates it as a memmap).
         f"buffer.size={min(cfg.replay.capacity, args.steps or sched.steps)}",
-        "buffer.checkpoint=False",
+        # The replay is saved with each checkpoint (a reference to its memmap), so that a run
+        # stopped with its machine can go on (`--resume`) without filling a new one.
+        "buffer.checkpoint=True",
         f"buffer.prioritize_ends={cfg.replay.prioritize_ends}",
         f"checkpoint.every={args.eval_every}", "checkpoint.save_last=True",
         # Every checkpoint is evaluated afterwards: keep them all (sheeprl keeps 5 by default).
@@ -393,7 +398,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "metric.log_level=1", f"metric.log_every={sched.log_every}", "algo.run_test=False",
         f"root_dir={out}", "run_name=run", "model_manager.disabled=True",
     ]
-    (out / "overrides.json").write_text(json.dumps(overrides, indent=1))
+    if args.resume:
+        ckpts = sorted(out.rglob("ckpt_*.ckpt"), key=lambda p: int(p.stem.split("_")[1]))
+        if not ckpts:
+            raise SystemExit(f"--resume: no checkpoint under {out}")
+        overrides.append(f"checkpoint.resume_from={ckpts[-1]}")
+        print(f"resuming from {ckpts[-1]}", flush=True)
+    else:
+        (out / "overrides.json").write_text(json.dumps(overrides, indent=1))
     sys.path.insert(0, str(Path(__file__).parent))  # for the Hydra target above
     torch.set_num_threads(args.threads)
     from sheeprl.cli import run
@@ -532,6 +544,8 @@ def main() -> None:
         if name == "train":
             p.add_argument("--steps", type=int, default=0, help="agent steps (default: preset's)")
             p.add_argument("--eval-every", type=int, default=2500)
+            p.add_argument("--resume", action="store_true",
+                           help="go on from the latest checkpoint under --out (a stopped run)")
         if name == "evaluate":
             p.add_argument("--episodes", type=int, default=5)
     args = parser.parse_args()
