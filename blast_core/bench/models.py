@@ -283,7 +283,9 @@ def bench_models(preset: str = "paper", family: str = "minigrid",
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    # The vector unit oneDNN uses (AVX2, AVX512...): machines of one name differ by 2x on it.
+    return (f"cpu: {platform.processor() or platform.machine()}, "
+            f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
 
 
 def format_header() -> str:
