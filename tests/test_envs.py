@@ -265,12 +265,11 @@ def write_mp4(path, colours, shape=(32, 48)):
     return frames
 
 
-def test_user_video_file_is_used_resized_and_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("BLAST_RESULTS", str(tmp_path / "results"))
+def test_user_video_file_is_used_resized_and_cached(tmp_path):
     colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (220, 220, 60)] * 3
     write_mp4(tmp_path / "clip.mp4", colours)
     cfg = dataclasses.replace(make_config("minigrid:video").env, video=str(tmp_path / "clip.mp4"))
-    env = envs.make("minigrid:video", 0, cfg)
+    env = envs.make("minigrid:video", 0, cfg, cache=tmp_path / "results" / ".cache")
     frames = env.unwrapped.background.frames
     assert frames.shape == (12, 64, 64, 3)
     # mp4 (yuv420) shifts solid colours by a few levels.

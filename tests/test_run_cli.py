@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -353,3 +354,21 @@ def test_a_changed_config_is_refused_rather_than_mixed(finished, tmp_path):
     result = blast(root, "run", *MINIGRID)
     assert result.returncode == 2 and "different config (discount)" in result.stderr
     assert metric_rows(root, RUN_ID).equals(metric_rows(finished, RUN_ID))
+
+
+def test_a_video_files_frames_are_cached_under_the_runs_results_root(tmp_path):
+    # Decoding a user's clip is slow, so a run keeps its frames for the next run: under
+    # <--results>/.cache, never in a ./results of wherever the command was started.
+    import imageio.v3 as iio  # the `video` env's own reader, to write the clip
+
+    iio.imwrite(tmp_path / "clip.mp4", np.full((8, 32, 32, 3), 90, np.uint8), fps=10)
+    elsewhere, root = tmp_path / "cwd", tmp_path / "runs"
+    elsewhere.mkdir()
+    out = subprocess.run(
+        blast_cmd("run", "--env", "minigrid:video", "--rung", "dv2", "--seed", "0", "--preset",
+                  "tiny", "--steps", "20", "--set", f"env.video={tmp_path / 'clip.mp4'}",
+                  "--results", str(root), "--no-progress"),
+        capture_output=True, text=True, env=clean_env(), timeout=300, cwd=elsewhere)
+    assert out.returncode == 0, out.stderr
+    assert len(list((root / ".cache" / "videos").glob("clip-64px-*.npy"))) == 1
+    assert list(elsewhere.iterdir()) == []

@@ -12,6 +12,7 @@ backend) for a DMC id.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -84,11 +85,14 @@ def _check_cfg(cfg: EnvConfig, family: str) -> None:
             raise ConfigError(f"env.{key}={getattr(cfg, key)} must be >= 1")
 
 
-def make(env_id: str, seed: int, cfg: EnvConfig | None = None) -> gym.Env:
+def make(env_id: str, seed: int, cfg: EnvConfig | None = None,
+         cache: Path | None = None) -> gym.Env:
     """Build the env `env_id`; its first `reset()` without a seed uses `seed`.
 
     `cfg` defaults to the family's paper settings (`make_config(env_id).env`); its `size`,
-    `action_repeat`, `time_limit`, `video`, `matting` and `shadows` are honoured.
+    `action_repeat`, `time_limit`, `video`, `matting` and `shadows` are honoured. `cache` is a
+    folder where runs share what is slow to build (a video file's decoded frames: a run passes
+    `<results>/.cache`); None keeps it in this process only.
     """
     family, name = check_env_id(env_id)
     cfg = make_config(env_id).env if cfg is None else cfg
@@ -96,5 +100,5 @@ def make(env_id: str, seed: int, cfg: EnvConfig | None = None) -> gym.Env:
     if family == "minigrid":
         from blast_core.envs.minigrid import DynamicObstacles  # minigrid and pygame
 
-        return DynamicObstacles(name, cfg, seed)
+        return DynamicObstacles(name, cfg, seed, cache)
     return _dmc().DMC(name, cfg, seed)

@@ -10,6 +10,7 @@ the video variants, the black background replaced by a video frame.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -49,7 +50,8 @@ class DynamicObstacles(SeededEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, variant: str, cfg: EnvConfig, seed: int | None = None) -> None:
+    def __init__(self, variant: str, cfg: EnvConfig, seed: int | None = None,
+                 cache: Path | None = None) -> None:
         assert variant in VARIANTS, variant
         self.variant = variant
         self.cfg = cfg
@@ -60,7 +62,8 @@ class DynamicObstacles(SeededEnv):
         self._renderer = GridRenderer(STYLES.get(variant, "triangle"), cfg.size, GRID_SIZE)
         self.background = None
         if variant in BACKGROUNDS:
-            self.background = Background(video_frames(cfg.video, cfg.size), BACKGROUNDS[variant])
+            frames = video_frames(cfg.video, cfg.size, cache)
+            self.background = Background(frames, BACKGROUNDS[variant])
         self._bg_rng: np.random.Generator | None = None
         self.goals = self.collisions = 0
         self._return = 0.0

@@ -31,20 +31,16 @@ PROCEDURAL_FRAMES = 300
 """Length of the procedural video: 10 s at 30 fps, like a Kinetics clip."""
 
 
-def results_root() -> Path:
-    """The results root: `BLAST_RESULTS` or ./results (the run store's convention)."""
-    return Path(os.environ.get("BLAST_RESULTS", "results"))
-
-
-def video_frames(path: str, size: int) -> np.ndarray:
+def video_frames(path: str, size: int, cache: Path | None = None) -> np.ndarray:
     """The background clip as (N, size, size, 3) uint8, read-only: the file at `path`, or the
-    procedural video when `path` is empty."""
+    procedural video when `path` is empty. A file's decoded, resized frames are kept under
+    `cache/videos/` for the next run (None: in this process only)."""
     if not path:
         return procedural_video(size)
     check_video(path)
     file = Path(path).expanduser()
     stat = file.stat()
-    return _load_cached(str(file.resolve()), stat.st_size, stat.st_mtime_ns, size)
+    return _load_cached(str(file.resolve()), stat.st_size, stat.st_mtime_ns, size, cache)
 
 
 def check_video(path: str) -> None:
@@ -73,19 +69,21 @@ def _first_frame(path: str, nbytes: int, mtime_ns: int) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: str, nbytes: int, mtime_ns: int, size: int) -> np.ndarray:
+def _load_cached(path: str, nbytes: int, mtime_ns: int, size: int,
+                 cache_dir: Path | None) -> np.ndarray:
     # The key names the file's size and modification time, so an edited file is read again.
     key = hashlib.sha1(f"{path}|{nbytes}|{mtime_ns}|{size}".encode()).hexdigest()[:16]
-    cache = results_root() / ".cache" / "videos" / f"{Path(path).stem}-{size}px-{key}.npy"
+    cache = cache_dir and cache_dir / "videos" / f"{Path(path).stem}-{size}px-{key}.npy"
     frames = None
-    if cache.is_file():
+    if cache and cache.is_file():
         try:
             frames = np.load(cache)
         except (OSError, ValueError):
             frames = None  # a damaged cache file is rebuilt below
     if frames is None or frames.ndim != 4 or frames.shape[1:] != (size, size, 3):
         frames = _read_resized(path, size)
-        _save_atomic(cache, frames)
+        if cache:
+            _save_atomic(cache, frames)
     frames.setflags(write=False)
     return frames
 

@@ -89,6 +89,8 @@ class RunContext:
     """TensorBoard and W&B, when `--log` names them: they get every row the store gets."""
     switches: dict[str, bool] = field(default_factory=dict)
     """The command line's `Runtime` switches (`graph_behavior`, `keep_freed_memory`)."""
+    cache: Path | None = None
+    """Where runs share what is slow to build (`<results>/.cache`: a video's decoded frames)."""
 
 
 # --- small helpers -------------------------------------------------------------------------------
@@ -414,30 +416,17 @@ def probe_image(s: Session, context: int = 5, horizon: int = 10) -> np.ndarray |
 # --- the loop ------------------------------------------------------------------------------------
 
 
-def _make_env(env_id: str, seed: int, cfg: Any) -> gym.Env:
-    return envs.make(env_id, seed, cfg)
-
-
-def _make_agent(cfg: Config, act_space: Any, runtime: Runtime) -> Any:
-    return Agent(cfg, act_space, runtime=runtime)
-
-
-def train(
-    cfg: Config,
-    run: RunContext,
-    make_env: Callable[[str, int, Any], gym.Env] = _make_env,
-    make_agent: Callable[[Config, Any, Runtime], Any] = _make_agent,
-) -> None:
+def train(cfg: Config, run: RunContext) -> None:
     """Train for `cfg.schedule.steps` agent steps, resuming from the run's last checkpoint.
 
     Raises Interrupted (after a checkpoint) when `run.stop` is set, Diverged on a non-finite loss.
     """
     sched = cfg.schedule
     seed_everything(run.seed)  # before the agent exists: its initial weights come from torch's RNG
-    env, eval_env = (make_env(cfg.env.id, run.seed, cfg.env) for _ in range(2))
+    env, eval_env = (envs.make(cfg.env.id, run.seed, cfg.env, run.cache) for _ in range(2))
     space = act_space_of(env.action_space)
     s = Session(
-        agent=make_agent(cfg, space, Runtime.of(cfg, run.device, **run.switches)),
+        agent=Agent(cfg, space, runtime=Runtime.of(cfg, run.device, **run.switches)),
         replay=Replay(run.directory / "replay", cfg.replay, cfg.dataset.batch,
                       cfg.dataset.length, run.seed),
         driver=Driver(env, space, run.seed, stream=0),

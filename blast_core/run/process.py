@@ -93,7 +93,7 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
         ctx = RunContext(spec.run_id, directory, spec.seed, store, device, StopFlag(),
                          progress(cfg.schedule.steps, 0), options.say, sinks,
                          {"graph_behavior": options.graph_behavior,
-                          "keep_freed_memory": options.keep_freed_memory})
+                          "keep_freed_memory": options.keep_freed_memory}, root / ".cache")
         status, reason = _train(cfg, ctx)
         if reason:
             options.say(f"{spec.run_id}: {status}: {reason}")
