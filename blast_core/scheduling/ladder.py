@@ -4,7 +4,6 @@ here (the local scheduler) or on SLURM (submitit)."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -113,8 +112,7 @@ def execute(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome
         view.event(note)
     slots = plan_slots(place)
     view.event(describe(slots))
-    # No run outlives its ladder (killed outright: the runs checkpoint and stop, resumable).
     scheduler = Scheduler(store, jobs, slots, ex.results, blast_command(ex.results, ex.db),
-                          ex.max_retries, view, orphan_signal=signal.SIGTERM)
+                          ex.max_retries, view)
     states = scheduler.run()
     return Outcome(states, interrupted=bool(scheduler.stop_signal))

@@ -82,12 +82,8 @@ class Scheduler:
         view: View | None = None,
         poll_s: float = 0.25,
         grace_s: float = 600.0,
-        orphan_signal: int | None = None,
     ) -> None:
-        """`orphan_signal`: sent to every run whose scheduler dies (Linux's parent-death signal),
-        so that no run outlives it; None lets runs go on alone."""
         self.store, self.slots, self.results = store, list(slots), Path(results)
-        self.orphan_signal = orphan_signal
         self.command, self.max_retries = command, max_retries
         self.view = view or LogView()
         self.poll_s, self.grace_s = poll_s, grace_s
@@ -150,7 +146,7 @@ class Scheduler:
         # Its own session: a terminal's Ctrl-C reaches only the scheduler, which stops each run.
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_parent_death(self.orphan_signal))
+                                preexec_fn=_parent_death(signal.SIGTERM))
         self.active[slot.index] = Active(job, slot, proc, log, log_path)
         self.view.event(f"{job.run_id}: started on {slot.label} (pid {proc.pid})")
 
@@ -242,9 +238,11 @@ class Scheduler:
         self.view.refresh(rows, latest, where)
 
 
-def _parent_death(signum: int | None) -> Callable[[], None] | None:
-    """A preexec_fn that asks the kernel to send `signum` to the child when its parent dies."""
-    if signum is None or not sys.platform.startswith("linux"):
+def _parent_death(signum: int) -> Callable[[], None] | None:
+    """A preexec_fn that asks the kernel to send `signum` to the child when its parent dies: no
+    run outlives its scheduler (a ladder or a SLURM job killed outright); it checkpoints and
+    stops, resumable."""
+    if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     pr_set_pdeathsig = 1

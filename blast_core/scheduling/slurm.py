@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,11 +83,7 @@ class RunPack:
                                  error="crashed: its SLURM job ended before the run stopped")
         self._scheduler = Scheduler(
             store, self.jobs, plan_slots(self.placement, self.cpus), Path(self.results),
-            blast_command(Path(self.results), self.db), self.max_retries,
-            # A run must not outlive its job's allocation (the job's process killed outright):
-            # it checkpoints and stops, resumable by the requeued job or `blast resume`.
-            orphan_signal=signal.SIGTERM,
-        )
+            blast_command(Path(self.results), self.db), self.max_retries)
         return self._scheduler.run()
 
     def checkpoint(self) -> Any:
