@@ -14,15 +14,15 @@ import typer
 
 from blast_cli.options import Set, runtime_switches
 from blast_core.bench.compare import METRICS, compare
+from blast_core.bench.run import bench_run
 from blast_core.config import tree as T
 from blast_core.config.ids import ENV_IDS
+from blast_core.envs.bench import bench_envs
 from blast_core.errors import BlastError
 
 
 def _bench_envs(ids: list[str] | None, steps: int) -> list[dict[str, Any]]:
     """Steps/s of each env id (default: every paper id), printed as a table and returned."""
-    from blast_core.envs.bench import bench_envs  # gymnasium, minigrid and dm_control
-
     rows = bench_envs(ids or list(ENV_IDS), steps)
     typer.echo(f"{'env':26} {'steps/s':>9} {'frames/s':>9}")
     for row in rows:
@@ -131,8 +131,6 @@ def bench(
     if run:
         if envs or models:
             raise BlastError("--run times one whole run: not with --envs or --models")
-        from blast_core.bench.run import bench_run  # torch and the envs: only for --run
-
         if len(env or []) > 1 or len(rung or []) > 1:
             raise BlastError("--run times one run: give at most one --env and one --rung")
         result = {"host": platform.node(), "run": bench_run(

@@ -108,8 +108,7 @@ def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0,
                  versus: str | None = None) -> pd.DataFrame:
     """IQM rows (one per rung with data) and probability-of-improvement rows for one family, or
     for one env when `fam` is an env id (its seeds alone: one task)."""
-    from rliable import library as rly  # scipy and arch, seconds: only for --stats
-    from rliable import metrics
+    from rliable import library, metrics  # scipy and arch, seconds: only for --stats
 
     final = final[[fam in (e, family(e)) for e in final["env"]]]
     tasks = order_envs(final["env"])
@@ -119,7 +118,7 @@ def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0,
     with _seeded(seed):
         for r in rungs:
             mat, have, dropped = mats[r]
-            point, ci = rly.get_interval_estimates(
+            point, ci = library.get_interval_estimates(
                 {r: mat}, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps
             )
             rows.append([fam, "iqm", r, "", rung_label(r), float(point[r][0]), float(ci[r][0, 0]),
@@ -131,7 +130,7 @@ def family_stats(final: pd.DataFrame, fam: str, reps: int, seed: int = 0,
                 continue
             x = mats[r][0][:, [mats[r][1].index(t) for t in common]]
             y = mats[prev][0][:, [mats[prev][1].index(t) for t in common]]
-            point, ci = rly.get_interval_estimates(
+            point, ci = library.get_interval_estimates(
                 {"p": [x, y]}, probability_of_improvement, reps=reps
             )
             seeds = min(x.shape[0], y.shape[0])

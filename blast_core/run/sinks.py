@@ -25,6 +25,7 @@ import struct
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from blast_core.errors import BlastError
@@ -192,15 +193,19 @@ def wandb_id(run_id: str) -> str:
     return "blast-" + hashlib.sha1(run_id.encode()).hexdigest()[:16]
 
 
+def _wandb() -> ModuleType:
+    import wandb.proto.wandb_internal_pb2  # the optional `log` extra: fails here without it
+
+    return wandb
+
+
 class WandB:
     """One W&B run per blast run, grouped by experiment, tagged with env, rung, seed and preset,
     the resolved config as its config. Without an API key (no WANDB_API_KEY, no `wandb login`)
     it runs offline under `<run>/wandb/`, for `wandb sync` later; it never prompts."""
 
     def __init__(self, run: RunInfo) -> None:
-        import wandb  # fails here when it is not installed
-
-        self.wandb, self.run, self.handle, self.logged = wandb, run, None, -1
+        self.wandb, self.run, self.handle, self.logged = _wandb(), run, None, -1
 
     def _mode(self) -> str:
         if os.environ.get("WANDB_MODE"):
@@ -254,8 +259,7 @@ header: crc32c, length, type) after a 7-byte file header, holding `Record` proto
 def read_wandb_records(path: Path) -> list[Any]:
     """The `Record`s of one `.wandb` file (a torn last record, from a killed process, is left
     out)."""
-    from wandb.proto import wandb_internal_pb2 as pb  # the optional `log` extra
-
+    pb = _wandb().proto.wandb_internal_pb2
     data, records, pos, chunks = Path(path).read_bytes(), [], _HEADER, b""
     while pos + _HEADER <= len(data):
         left = _BLOCK - pos % _BLOCK
