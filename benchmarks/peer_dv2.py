@@ -484,6 +484,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     with Store.open_existing(db_url(args.db, args.results)) as store:
         frame = store.metrics_frame(args.experiment, ["eval_score"])
     frame = frame[(frame["rung"] == "dv2") & (frame["env"] == ENV)]
+    if args.until:  # runs longer than the preset's, read as far as a run at the preset goes
+        frame = frame[frame["step"] <= args.until]
     sides: dict[str, dict[int, dict[int, float]]] = {"blast": {}, "sheeprl": {}}
     for (seed, step), value in frame.groupby(["seed", "step"])["value"].mean().items():
         sides["blast"].setdefault(int(seed), {})[int(step)] = float(value)
@@ -506,7 +508,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     for name, scores in out.items():
         if scores:
             print(f"final {name}: " + ", ".join(f"{v:+.2f}" for v in scores))
-    return {"experiment": args.experiment, "final": out, "curves": sides}
+    return {"experiment": args.experiment, "until": args.until or None, "final": out,
+            "curves": sides}
 
 
 def main() -> None:
@@ -522,6 +525,8 @@ def main() -> None:
     p = sub.add_parser("compare")
     p.add_argument("peer", nargs="*", help="the peer's `evaluate --json` files, one per seed")
     p.add_argument("--experiment", required=True, help="blast's experiment with the dv2 runs")
+    p.add_argument("--until", type=int, default=0,
+                   help="read blast's runs up to this step (a longer run read as a shorter one)")
     p.add_argument("--results", help="blast's results root")
     p.add_argument("--db", help="blast's database URL")
     p.add_argument("--json", help="also write the result here")
