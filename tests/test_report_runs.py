@@ -13,6 +13,7 @@ import pytest
 
 from blast_core.config import make_config
 from blast_core.envs import MINIGRID_IDS, make
+from blast_core.errors import BlastError
 from blast_core.report import build, frames, gather
 from blast_core.store import Store, db_url
 
@@ -77,6 +78,25 @@ def test_figure8_reconstructs_the_imagined_frame_from_checkpoints(tiny_runs):
     err = table.loc[(ENV, "ar_prior"), "mse_vs_truth"]
     assert err == pytest.approx(np.mean((recons[1].astype(float) - truth.astype(float)) ** 2))
     assert [len(ax.get_images()) for ax in axes[3:]] == [0, 0, 0]  # video: n/a panels
+
+
+def test_figure8_draws_the_rungs_asked_for_in_their_order(tiny_runs):
+    with Store.open(db_url(results=tiny_runs)) as store:
+        default = build.build(8, store, build.ReportOptions())
+        one = build.build(8, store, build.ReportOptions(rungs=("ar_prior",)))
+        swapped = build.build(8, store, build.ReportOptions(rungs=("ar_prior", "no_recon")))
+        with pytest.raises(BlastError, match="no runs of rung dv2"):
+            build.build(8, store, build.ReportOptions(rungs=("dv2",)))
+    # The first row is the unmodified grid's (another test may add a video run without data).
+    panels = [list(r.table[r.table["env"] == ENV]["panel"]) for r in (one, swapped)]
+    assert panels == [["truth", "ar_prior"], ["truth", "ar_prior", "no_recon"]]
+    images = [[np.asarray(ax.get_images()[0].get_array()) for ax in r.figure.axes[:n]]
+              for r, n in ((default, 3), (swapped, 3))]
+    # The same checkpoints and sequence: the same pictures, in the order asked for.
+    for i, j in [(0, 0), (1, 2), (2, 1)]:
+        assert np.array_equal(images[0][i], images[1][j])
+    assert [ax.get_title() for ax in swapped.figure.axes[:3]] == [
+        "true frame", "BLAST (+AR)", "−recon"]
 
 
 def test_figure8_skips_a_run_whose_config_this_blast_cannot_read(tiny_runs, tmp_path):

@@ -317,13 +317,18 @@ def _run_config(run: pd.Series) -> Any:
     return from_dict(yaml.safe_load(path.read_text()), Config) if path.exists() else None
 
 
-def _probe_panel(env: str, runs: pd.DataFrame, skipped: list[str]) -> dict[str, Any]:
+PROBE_RUNGS = ("no_recon", "ar_prior")
+"""Figure 8's rungs unless `--rungs` names others: the paper's −recon against BLAST."""
+
+
+def _probe_panel(env: str, runs: pd.DataFrame, rungs: tuple[str, ...],
+                 skipped: list[str]) -> dict[str, Any]:
     """One row of Figure 8: the true frame and each rung's reconstruction (None: no checkpoint)."""
     from blast_core.report import imagined  # torch and the agent: only Figure 8 needs them
 
     panel: dict[str, Any] = {"env": env, "truth": None, "seed": None}
     sequence = None
-    for rung in ("no_recon", "ar_prior"):
+    for rung in rungs:
         panel[rung], panel[f"{rung}_run"] = None, ""
         for _, run in runs[(runs["env"] == env) & (runs["rung"] == rung)].sort_values(
                 "seed").iterrows():
@@ -346,21 +351,24 @@ def _probe_panel(env: str, runs: pd.DataFrame, skipped: list[str]) -> dict[str, 
 
 
 def probe_reconstructions(source: RunSource, opts: ReportOptions) -> Report:
-    """Figure 8: the probe decoder's 10th imagined frame, −recon against BLAST, per variant."""
+    """Figure 8: each rung's decoder on the 10th imagined frame, per variant: −recon against
+    BLAST, or the rungs `--rungs` names (DV2's decoder is the one its reconstruction trains)."""
+    rungs = opts.rungs or PROBE_RUNGS
     runs = load_runs(source, opts, "minigrid")
-    runs = runs[runs["rung"].isin(["no_recon", "ar_prior"])]
+    runs = runs[runs["rung"].isin(rungs)]
     if runs.empty:
-        raise BlastError(f"experiment {opts.experiment!r} has no MiniGrid no_recon or ar_prior "
-                         "runs (figure 8 compares their probe decoders)")
+        raise BlastError(f"experiment {opts.experiment!r} has no MiniGrid runs of "
+                         f"{' or '.join(rungs)} (figure 8 compares their decoders)")
     skipped: list[str] = []
-    panels = pd.DataFrame([_probe_panel(e, runs, skipped)
+    panels = pd.DataFrame([_probe_panel(e, runs, rungs, skipped)
                            for e in frames.order_envs(runs["env"])])
     note = (f"each row: one env sequence under seeded random actions (seed in the CSV), "
             f"{gather.CONTEXT} frames filtered, then {gather.HORIZON} imagined with the same "
-            f"actions; shown: imagined frame {gather.HORIZON}, decoded by the stop-gradient probe "
-            "of each rung's lowest-seed run at its latest checkpoint; n/a: no checkpoint")
-    fig, table = figures.recon_figure(panels, f"{opts.experiment}: {note}")
-    fig.suptitle("Figure 8: probe reconstructions of an imagined frame", fontsize=11)
+            f"actions; shown: imagined frame {gather.HORIZON}, decoded by the decoder (from "
+            "−recon on, the stop-gradient probe) of each rung's lowest-seed run at its latest "
+            "checkpoint; n/a: no checkpoint")
+    fig, table = figures.recon_figure(panels, rungs, f"{opts.experiment}: {note}")
+    fig.suptitle("Figure 8: decoded imagined frames", fontsize=11)
     table.insert(1, "seed", [panels.set_index("env").loc[e, "seed"] for e in table["env"]])
     gone = [f"{frames.env_label(e)}/{p}" for e, p, s in
             zip(table["env"], table["panel"], table["shown"], strict=True) if not s]

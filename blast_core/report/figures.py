@@ -252,18 +252,19 @@ def samples_figure(
     return fig, pd.DataFrame(rows)
 
 
-def recon_figure(panels: pd.DataFrame, caption: str) -> tuple[Figure, pd.DataFrame]:
-    """Figure 8: one row per env: the true frame, then −recon's and BLAST's reconstruction of it.
+def recon_figure(panels: pd.DataFrame, rungs: Sequence[str],
+                 caption: str) -> tuple[Figure, pd.DataFrame]:
+    """Figure 8: one row per env: the true frame, then each rung's reconstruction of it.
 
-    `panels` has columns env, truth, no_recon, ar_prior (uint8 images or None for a missing run)
-    and optional run ids `no_recon_run`, `ar_prior_run`. Returns the per-panel MSE against the
-    true frame, the number that says which reconstruction is clearer.
+    `panels` has columns env, truth and one per rung (uint8 images or None for a missing run),
+    and optional run ids `<rung>_run`. Returns the per-panel MSE against the true frame, the
+    number that says which reconstruction is clearer.
     """
-    cols = [("truth", "true frame"), ("no_recon", rung_label("no_recon")),
-            ("ar_prior", "BLAST (" + rung_label("ar_prior") + ")")]
+    cols = [("truth", "true frame")] + [
+        (r, "BLAST (" + rung_label(r) + ")" if r == "ar_prior" else rung_label(r)) for r in rungs]
     n = len(panels)
-    fig = Figure(figsize=(5.4, 1.8 * n + 0.7), layout="constrained")
-    axes = fig.subplots(n, 3, squeeze=False)
+    fig = Figure(figsize=(1.8 * len(cols), 1.8 * n + 0.7), layout="constrained")
+    axes = fig.subplots(n, len(cols), squeeze=False)
     rows = []
     for i, (_, p) in enumerate(panels.iterrows()):
         for j, (key, title) in enumerate(cols):

@@ -41,6 +41,9 @@ def imagine(cfg: Any, state: dict, sequence: dict) -> tuple[np.ndarray, np.ndarr
     agent = Agent(cfg, ActSpace(discrete=cfg.env.family == "minigrid", size=size), "cpu")
     agent.load_checkpoint_state(state["agent"])
     batch = {k: torch.as_tensor(sequence[k]) for k in ("image", "action", "is_first")}
-    with torch.no_grad():
+    # The rollout samples its latents: drawn from the sequence's seed, each panel is the same
+    # whatever else the report drew before it, and in every process.
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(int(sequence["seed"]))
         truth, recon = agent.world_model.open_loop(batch, context=CONTEXT, horizon=HORIZON)
     return truth[0, -1].numpy(), recon[0, -1].numpy()
