@@ -14,7 +14,8 @@ the obstacles move at random, so no model can. Measured per imagined step k = 1 
 for the filtered frame, `filtered_hit`):
 
 - `hit`: the decoded frame's reddest cell-sized patch lies within half a cell of the true frame's
-  (the agent drawn in the right place);
+  (the agent drawn in the right place), with each imagined latent sampled as training's
+  imagination draws it; `hit_mode` the same with each latent at its most likely class;
 - `red`: the decoded frame's red mass over the true frame's (about 1: the agent drawn whole;
   about 0: not drawn; a smear over several places can reach 1 without a hit);
 - `still`: the baseline of a model that leaves the agent where the last true frame had it (the
@@ -88,18 +89,21 @@ def measure(run_dir: Path, n: int) -> dict[str, Any]:
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(0)
         truth, recon = agent.world_model.open_loop(batch, context=CONTEXT, horizon=HORIZON)
+        torch.manual_seed(0)  # the same filtered states (the posterior is sampled) as above
+        _, likely = agent.world_model.open_loop(batch, CONTEXT, HORIZON, sample=False)
         seen = _filtered(agent.world_model, batch)
     last = locate(redness(data["image"][:, CONTEXT - 1]))
     seen_hit = _near(last, locate(redness(seen.numpy())))
-    hits, reds, still = [], [], []
+    out: dict[str, list[float]] = {"hit": [], "hit_mode": [], "red": [], "still": []}
     for k in range(HORIZON):
         t, r = redness(truth[:, k].numpy()), redness(recon[:, k].numpy())
-        hits.append(_near(locate(t), locate(r)))
-        reds.append(float((r.sum((1, 2)) / t.sum((1, 2)).clamp(min=1e-6)).mean()))
-        still.append(_near(locate(t), last))
+        out["hit"].append(_near(locate(t), locate(r)))
+        out["hit_mode"].append(_near(locate(t), locate(redness(likely[:, k].numpy()))))
+        out["red"].append(float((r.sum((1, 2)) / t.sum((1, 2)).clamp(min=1e-6)).mean()))
+        out["still"].append(_near(locate(t), last))
     spec = json.loads((run_dir / "run.json").read_text())
     return {"run": run_dir.name, "env": spec["env"], "rung": spec["rung"], "step": step,
-            "sequences": n, "filtered_hit": seen_hit, "hit": hits, "red": reds, "still": still}
+            "sequences": n, "filtered_hit": seen_hit, **out}
 
 
 def _filtered(world_model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -131,16 +135,18 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = [measure(run, args.sequences) for run in args.runs]
-    print(f"{'run':48} {'step':>6}  filtered  hit at k=1, 5, 10 (mean)      red at k=1, 5, 10")
+    def at(h: list[float]) -> str:
+        return f"{h[0]:.2f} {h[4]:.2f} {h[-1]:.2f} ({np.mean(h):.2f})"
+
+    print(f"{'run':46} {'step':>6} filtered  hit at k=1, 5, 10 (mean)  the same, mode latents"
+          "   red at k=1, 5, 10")
     for r in rows:
-        h, m = r["hit"], r["red"]
-        print(f"{r['run']:48} {r['step']:>6}  {r['filtered_hit']:8.2f}  {h[0]:.2f} {h[4]:.2f} "
-              f"{h[-1]:.2f} ({np.mean(h):.2f})          {m[0]:.2f} {m[4]:.2f} {m[-1]:.2f}")
+        m = r["red"]
+        print(f"{r['run']:46} {r['step']:>6} {r['filtered_hit']:8.2f}  {at(r['hit']):24}  "
+              f"{at(r['hit_mode']):24}  {m[0]:.2f} {m[4]:.2f} {m[-1]:.2f}")
     for env in dict.fromkeys(r["env"] for r in rows):
         h = next(r["still"] for r in rows if r["env"] == env)
-        label = f"(agent left where it was, {env})"
-        print(f"{label:48} {'':>6}  {'':8}  {h[0]:.2f} {h[4]:.2f} {h[-1]:.2f} "
-              f"({np.mean(h):.2f})")
+        print(f"{'(stay put: ' + env + ')':46} {'':>6} {'':8}  {at(h)}")
     if args.json:
         args.json.write_text(json.dumps({"context": CONTEXT, "horizon": HORIZON,
                                          "runs": rows}, indent=1) + "\n")

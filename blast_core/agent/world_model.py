@@ -160,10 +160,12 @@ class WorldModel(nn.Module):
         return self.target_encoder if self.target_encoder is not None else self.encoder
 
     @torch.no_grad()
-    def open_loop(self, data: dict[str, Tensor], context: int = 5,
-                  horizon: int = 10) -> tuple[Tensor, Tensor]:
+    def open_loop(self, data: dict[str, Tensor], context: int = 5, horizon: int = 10,
+                  sample: bool = True) -> tuple[Tensor, Tensor]:
         """The probe decoder's view of an imagined rollout: filter `context` frames, then imagine
-        `horizon` steps with the replayed actions. Returns (truth, recon), uint8 [B, H, h, w, 3]."""
+        `horizon` steps with the replayed actions, each latent sampled (as imagination in training
+        draws them) or, with `sample=False`, its most likely class. Returns (truth, recon), uint8
+        [B, H, h, w, 3]."""
         was_training = self.training
         self.eval()
         try:
@@ -174,7 +176,7 @@ class WorldModel(nn.Module):
             state = {k: v[:, -1] for k, v in post.items()}
             feats = []
             for t in range(context, context + horizon):
-                state = self.rssm.img_step(state, data["action"][:, t])
+                state = self.rssm.img_step(state, data["action"][:, t], sample=sample)
                 feats.append(self.rssm.feat(state))
             recon = self.decoder(torch.stack(feats, 1))
         finally:
