@@ -40,7 +40,6 @@ import torch.nn.functional as F
 import yaml
 
 from blast_core.agent import ActSpace, Agent
-from blast_core.agent.nets import preprocess
 from blast_core.config import Config
 from blast_core.config.tree import from_dict
 from blast_core.report.gather import CONTEXT, HORIZON, probe_sequence
@@ -86,16 +85,16 @@ def measure(run_dir: Path, n: int) -> dict[str, Any]:
     agent = Agent(cfg, ActSpace(discrete=True, size=data["action"].shape[-1]), "cpu")
     agent.load_checkpoint_state(state["agent"])
     batch = {k: torch.as_tensor(v) for k, v in data.items()}
+    # Frame 0 of each rollout is the last filtered one; 1 ... HORIZON the imagined ones.
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(0)
-        truth, recon = agent.world_model.open_loop(batch, context=CONTEXT, horizon=HORIZON)
+        truth, recon = agent.world_model.open_loop(batch, CONTEXT, HORIZON, seen=True)
         torch.manual_seed(0)  # the same filtered states (the posterior is sampled) as above
-        _, likely = agent.world_model.open_loop(batch, CONTEXT, HORIZON, sample=False)
-        seen = _filtered(agent.world_model, batch)
-    last = locate(redness(data["image"][:, CONTEXT - 1]))
-    seen_hit = _near(last, locate(redness(seen.numpy())))
+        _, likely = agent.world_model.open_loop(batch, CONTEXT, HORIZON, sample=False, seen=True)
+    last = locate(redness(truth[:, 0].numpy()))
+    seen_hit = _near(last, locate(redness(recon[:, 0].numpy())))
     out: dict[str, list[float]] = {"hit": [], "hit_mode": [], "red": [], "still": []}
-    for k in range(HORIZON):
+    for k in range(1, HORIZON + 1):
         t, r = redness(truth[:, k].numpy()), redness(recon[:, k].numpy())
         out["hit"].append(_near(locate(t), locate(r)))
         out["hit_mode"].append(_near(locate(t), locate(redness(likely[:, k].numpy()))))
@@ -104,22 +103,6 @@ def measure(run_dir: Path, n: int) -> dict[str, Any]:
     spec = json.loads((run_dir / "run.json").read_text())
     return {"run": run_dir.name, "env": spec["env"], "rung": spec["rung"], "step": step,
             "sequences": n, "filtered_hit": seen_hit, **out}
-
-
-def _filtered(world_model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The decoder's drawing of the last filtered frame from its posterior state: what the latent
-    holds of a frame it has seen (`open_loop`'s steps, without the imagination)."""
-    was_training = world_model.training
-    world_model.eval()
-    try:
-        image = preprocess(batch["image"][:, :CONTEXT])
-        post = world_model.rssm.observe(world_model.acting_encoder()(image),
-                                        batch["action"][:, :CONTEXT],
-                                        batch["is_first"][:, :CONTEXT])
-        recon = world_model.decoder(world_model.rssm.feat({k: v[:, -1] for k, v in post.items()}))
-    finally:
-        world_model.train(was_training)
-    return ((recon + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1)
 
 
 def _near(a: torch.Tensor, b: torch.Tensor) -> float:

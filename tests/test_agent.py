@@ -308,6 +308,15 @@ def test_open_loop_reconstruction_shapes():
     truth, recon = agent.world_model.open_loop(batch, context=3, horizon=4)
     assert truth.shape == recon.shape == (batch["image"].shape[0], 4, 64, 64, 3)
     assert recon.dtype == torch.uint8
+    # `seen` puts the last filtered frame first; the imagined ones after it are the same rollout.
+    torch.manual_seed(1)
+    plain = agent.world_model.open_loop(batch, context=3, horizon=4, sample=False)
+    torch.manual_seed(1)
+    truth, recon = agent.world_model.open_loop(batch, context=3, horizon=4, sample=False,
+                                               seen=True)
+    assert truth.shape == recon.shape == (batch["image"].shape[0], 5, 64, 64, 3)
+    assert torch.equal(truth[:, 0], batch["image"][:, 2]) and torch.equal(truth[:, 1:], plain[0])
+    assert (recon[:, 1:].int() - plain[1].int()).abs().max() <= 1  # one decoder call, not two
 
 
 def test_checkpoint_state_round_trips_with_weights_only(tmp_path):

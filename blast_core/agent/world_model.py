@@ -161,11 +161,12 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def open_loop(self, data: dict[str, Tensor], context: int = 5, horizon: int = 10,
-                  sample: bool = True) -> tuple[Tensor, Tensor]:
+                  sample: bool = True, seen: bool = False) -> tuple[Tensor, Tensor]:
         """The probe decoder's view of an imagined rollout: filter `context` frames, then imagine
         `horizon` steps with the replayed actions, each latent sampled (as imagination in training
         draws them) or, with `sample=False`, its most likely class. Returns (truth, recon), uint8
-        [B, H, h, w, 3]."""
+        [B, H, h, w, 3]; with `seen`, H + 1 frames whose first is the last filtered one (decoded
+        from its posterior: what the latent holds of a frame it has seen)."""
         was_training = self.training
         self.eval()
         try:
@@ -174,7 +175,7 @@ class WorldModel(nn.Module):
             post = self.rssm.observe(embed, data["action"][:, :context],
                                      data["is_first"][:, :context])
             state = {k: v[:, -1] for k, v in post.items()}
-            feats = []
+            feats = [self.rssm.feat(state)] if seen else []
             for t in range(context, context + horizon):
                 state = self.rssm.img_step(state, data["action"][:, t], sample=sample)
                 feats.append(self.rssm.feat(state))
@@ -182,7 +183,7 @@ class WorldModel(nn.Module):
         finally:
             self.train(was_training)
         recon = ((recon + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1)
-        return data["image"][:, context:context + horizon], recon
+        return data["image"][:, context - int(seen):context + horizon], recon
 
 
 def clip_reward(reward: Tensor, cfg: Config) -> Tensor:
