@@ -201,6 +201,43 @@ def test_sigterm_leaves_a_checkpoint_and_a_clean_exit(tmp_path):
     assert step == run["step"] and step >= 100
 
 
+# A stop that comes twice, the second as the run ends (after its checkpoint, before its final
+# status): SLURM's scancel signals every process of the step and the job's scheduler forwards its
+# own. Here the run signals itself, the first time mid-run and again as it closes its progress.
+STOPPED_TWICE = """
+import os, signal, sys
+from pathlib import Path
+from blast_core.run.process import start
+from blast_core.run.spec import Options, RunSpec
+
+class Twice:
+    sent = False
+    def update(self, step, score):
+        if step >= 60 and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+    def close(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+root = Path(sys.argv[1])
+spec = RunSpec.make("minigrid:unmodified", "dv2", 0, "tiny", ["schedule.prefill=50"], steps=150)
+start(spec, root, f"sqlite:///{root.resolve() / 'blast.db'}",
+      Options(progress=lambda total, step: Twice(), say=lambda m: None))
+print(spec.run_id)
+"""
+
+
+def test_a_second_stop_signal_as_the_run_stops_leaves_it_interrupted(tmp_path):
+    out = subprocess.run([sys.executable, "-c", STOPPED_TWICE, str(tmp_path)], text=True,
+                         capture_output=True, env=clean_env(), timeout=300)
+    # Before the fix the second signal found the default handler back and killed the process
+    # (-15) with its row still `running`.
+    assert out.returncode == 0, (out.returncode, out.stderr)
+    run = store(tmp_path).run(out.stdout.strip())
+    assert run["status"] == "interrupted", run
+    assert 60 <= run["step"] < 150
+
+
 def test_truncated_checkpoint_falls_back_to_the_previous_one(finished, tmp_path):
     root = tmp_path / "damaged"
     shutil.copytree(finished, root)

@@ -67,7 +67,12 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
     With `skip_done` (`blast run` again), a run the store has done is left as it is."""
     device = check_device(options.device)
     directory = run_directory(root, spec.run_id)
-    with _locked(directory, spec.run_id), connect(db) as store:
+    # The stop handlers stay from before the run is `running` until its final status is stored:
+    # a stop often comes twice (SLURM signals every process of a job step, and the job's
+    # scheduler forwards its own), and a second one after the default handler is back would
+    # kill the process between its checkpoint and its status, leaving it `crashed`.
+    stop = StopFlag()
+    with _locked(directory, spec.run_id), connect(db) as store, _stop_on_signals(stop):
         before = store.run(spec.run_id) or {}
         if (skip_done and before.get("status") == "done"
                 and (before.get("step") or 0) >= cfg.schedule.steps):
@@ -90,7 +95,7 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
                        spec.preset, T.to_dict(cfg), T.to_yaml(cfg))
         backends = recorded_backends(directory, options.log, options.say)
         sinks = make_sinks(backends, info, options.say)
-        ctx = RunContext(spec.run_id, directory, spec.seed, store, device, StopFlag(),
+        ctx = RunContext(spec.run_id, directory, spec.seed, store, device, stop,
                          progress(cfg.schedule.steps, 0), options.say, sinks,
                          {"graph_behavior": options.graph_behavior,
                           "keep_freed_memory": options.keep_freed_memory}, root / ".cache")
@@ -107,11 +112,10 @@ def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
 
 
 def _train(cfg: C.Config, ctx: RunContext) -> tuple[str, str | None]:
-    """Train under the stop signals; the status the run ends in, and why if not done. A crash
+    """Train; the status the run ends in, and why if not done. A crash
     is recorded as `failed` with its exception and raised again."""
     try:
-        with _stop_on_signals(ctx.stop):
-            train(cfg, ctx)
+        train(cfg, ctx)
     except Interrupted as e:
         return "interrupted", f"{e}; checkpoint written"
     except Diverged as e:
