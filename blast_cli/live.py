@@ -30,13 +30,29 @@ def _row_key(row: dict) -> tuple:
             row["id"])
 
 
+def time_left(row: dict, steps_per_s: float | None) -> str | None:
+    """A running run's time to its last step at its latest logged speed ("1h05m", "12m"); None
+    before its prefill ends (random steps run far faster than training ones) or with no speed."""
+    schedule = (row.get("config") or {}).get("schedule") or {}
+    total, step = schedule.get("steps"), row.get("step") or 0
+    if row.get("status") != "running" or not total or not steps_per_s or steps_per_s <= 0:
+        return None
+    if step <= (schedule.get("prefill") or 0):
+        return None
+    seconds = max(total - step, 0) / steps_per_s
+    if seconds < 60:
+        return "<1m"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
 def run_table(rows: list[dict], latest: dict[str, dict], where: dict[str, str]) -> Table:
-    """One line per run, active ones first: state, slot, launches, step, steps/s, peak memory,
-    last score."""
+    """One line per run, active ones first: state, slot, launches, step, steps/s, time left,
+    peak memory, last score."""
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name, justify in (("run", "left"), ("state", "left"), ("slot", "left"),
                           ("launch", "right"), ("step", "right"), ("steps/s", "right"),
-                          ("MiB", "right"), ("score", "right")):
+                          ("left", "right"), ("MiB", "right"), ("score", "right")):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")
     for row in sorted(rows, key=_row_key):
         total = ((row.get("config") or {}).get("schedule") or {}).get("steps")
@@ -45,6 +61,7 @@ def run_table(rows: list[dict], latest: dict[str, dict], where: dict[str, str]) 
         table.add_row(row["name"], Text(row["status"], style=STYLE[row["status"]]),
                       where.get(row["id"], ""), str(row.get("launches") or 0), step,
                       _fmt(metrics.get("steps_per_s"), ".1f"),
+                      time_left(row, metrics.get("steps_per_s")) or "-",
                       _fmt(metrics.get("peak_mem_mb"), ".0f"), _fmt(metrics.get("eval_score")))
     return table
 

@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from blast_cli.live import STYLE, counts_line
+from blast_cli.live import STYLE, counts_line, time_left
 from blast_core.config import RUNG_IDS
 from blast_core.errors import BlastError
 from blast_core.scheduling.crash import mark_crashed
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from blast_core.store import Store
 
 SCORE = "eval_score"
+SPEED = "steps_per_s"
 
 
 def row_label(run: dict[str, Any]) -> str:
@@ -27,19 +28,23 @@ def row_label(run: dict[str, Any]) -> str:
     return run["name"].replace(f"__{run['rung']}__", "__", 1)
 
 
-def _cell(run: dict[str, Any], score: float | None) -> Text:
-    state = run["status"]
+def _cell(run: dict[str, Any], metrics: dict[str, float]) -> Text:
+    state, score = run["status"], metrics.get(SCORE)
     text = Text(state, style=STYLE[state])
     total = ((run.get("config") or {}).get("schedule") or {}).get("steps")
     if state in ("running", "interrupted", "crashed", "failed") and total:
         text.append(f" {100 * run['step'] / total:.0f}%")
     if score is not None:
         text.append(f" {score:.2f}", style="bold")
+    left = time_left(run, metrics.get(SPEED))
+    if left:
+        text.append(f" ~{left} left", style="dim")
     return text
 
 
 def matrix(runs: list[dict[str, Any]], latest: dict[str, dict]) -> Table:
-    """(env, preset, seed) x rung: each run's state, progress and last evaluation score.
+    """(env, preset, seed) x rung: each run's state, progress, last evaluation score and, while
+    it runs, the time it has left.
 
     A row is a run's name without its rung (env__preset__s<seed>[__<options hash>])."""
     rungs = [r for r in RUNG_IDS if any(run["rung"] == r for run in runs)]
@@ -49,8 +54,7 @@ def matrix(runs: list[dict[str, Any]], latest: dict[str, dict]) -> Table:
         table.add_column(rung, no_wrap=True)
     cells: dict[str, dict[str, Text]] = {}
     for run in runs:
-        score = latest.get(run["id"], {}).get(SCORE)
-        cells.setdefault(row_label(run), {})[run["rung"]] = _cell(run, score)
+        cells.setdefault(row_label(run), {})[run["rung"]] = _cell(run, latest.get(run["id"], {}))
     for label in sorted(cells, key=_row_order):
         table.add_row(label, *(cells[label].get(r, Text("-", style="dim")) for r in rungs))
     return table
@@ -138,7 +142,7 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
     for name in [experiment] if experiment else names:
         runs = store.runs(name)
         if runs:
-            latest = store.latest_metrics([SCORE], experiment=name)
+            latest = store.latest_metrics([SCORE, SPEED], experiment=name)
             parts = [counts_line(runs), options_legend(runs), failure_lines(runs),
                      slurm_lines(runs)]
             out.append((name, matrix(runs, latest),
@@ -152,8 +156,8 @@ def render(store: Store, experiment: str | None, stale_after: float) -> tuple[Gr
     mark_crashed(store, experiment, stale_after)
     parts: list[Any] = []
     for name, table, counts in status_tables(store, experiment):
-        parts += [Text.from_markup(f"[bold]{name}[/]  (cells: state, progress, last {SCORE})"),
-                  table, counts]
+        legend = f"(cells: state, progress, last {SCORE}, time left)"
+        parts += [Text.from_markup(f"[bold]{name}[/]  {legend}"), table, counts]
     if not parts:
         parts = [Text("no runs yet: start some with blast run-ladder or blast run-recipe")]
     active = any(r["status"] in ("queued", "running") for r in store.runs(experiment))

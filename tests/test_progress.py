@@ -50,3 +50,18 @@ def test_the_ladder_table_lists_runs_in_ladder_order_active_first() -> None:
              console.export_text().splitlines()[1:] if line.strip()]
     assert names == ["stop_grad s0", "dv2 s0", "dv2 s1", "no_recon s0", "no_recon s1",
                      "target s0", "target s1", "bn s0", "bn s1", "ar_prior s0", "ar_prior s1"]
+
+
+def test_time_left_is_said_only_for_a_running_run_past_its_prefill() -> None:
+    from blast_cli.live import time_left
+
+    def row(step: int, status: str = "running") -> dict:
+        return {"status": status, "step": step,
+                "config": {"schedule": {"steps": 35000, "prefill": 10000}}}
+
+    assert time_left(row(14000), 3.0) == "1h57m"  # 21,000 steps at 3 per second: 116.7 min
+    assert time_left(row(34000), 20.0) == "<1m" and time_left(row(33000), 20.0) == "2m"
+    assert time_left(row(9000), 300.0) is None  # random prefill steps say nothing of training's
+    assert time_left(row(14000, "interrupted"), 3.0) is None
+    assert time_left(row(14000), None) is None and time_left(row(14000), 0.0) is None
+    assert time_left({"status": "running", "step": 5, "config": None}, 3.0) is None
