@@ -1,0 +1,170 @@
+"""Does a world model's latent hold where the agent is? Linear probes on frozen latents.
+
+`agent_tracking.py` asks the decoder to draw the agent; a decoder that fails to draw it says
+little about a latent that might hold it all the same (BLAST's probe decoder learns from a
+detached latent; DreamerV2's weighs the agent's few pixels little). This asks the latent itself:
+a linear classifier, fitted on a finished run's frozen latents, reads the agent's cell and
+direction from them, and is scored on sequences it was not fitted on. It works on every MiniGrid
+rendering (the environment says where the agent is; nothing is read from pixels).
+
+For each run: 2N sequences of the real env under seeded uniform random actions (an episode's end
+starts the next one, marked as the replay marks it), filtered by the run's posterior from its
+latest checkpoint. Targets, from the environment at each frame: the agent's cell (16 interior
+cells) and direction (4). Features at each frame t (t >= BURN_IN, so the filter has seen a few
+frames): `post` [z_t, h_t] (the posterior of the frame it has seen), `deter` h_t alone (what the
+recurrent state carries, before z_t), and `prior` [ẑ_t, h_t] (the one-step prediction from t−1's
+posterior and the action: the most likely ẑ_t, without the frame). The classifier is multinomial
+logistic regression on standardised features (L2, full-batch L-BFGS), fitted on the first N
+sequences and scored on the other N. `chance` is the test accuracy of always naming the most
+common training class.
+
+    .venv/bin/python benchmarks/latent_probe.py RUN_DIR ... [--sequences 96] [--json out.json]
+
+RUN_DIR is a run's folder (`<results>/<experiment>/<run>`); nothing is written there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from blast_core.agent import ActSpace, Agent
+from blast_core.agent.world_model import preprocess
+from blast_core.config import Config
+from blast_core.config.tree import from_dict
+from blast_core.envs import make
+from blast_core.report.imagined import latest_checkpoint
+
+LENGTH = 50
+"""Frames per sequence (the replay's sequence length at the `cpu` preset)."""
+BURN_IN = 5
+"""Frames the filter sees before its latents are probed."""
+L2 = 1e-3
+"""The classifier's weight decay (on standardised features)."""
+
+
+def collect(env_id: str, env_cfg: Any, n: int, first_seed: int) -> dict[str, np.ndarray]:
+    """n sequences of LENGTH frames under random actions, in the replay's format (the action that
+    led to a frame, zeros at a reset), with the agent's cell and direction at each frame."""
+    out: dict[str, list] = {"image": [], "action": [], "is_first": [], "cell": [], "dir": []}
+    for i in range(n):
+        env = make(env_id, first_seed + i, env_cfg)
+        rng = np.random.default_rng(first_seed + i)
+        size = env.action_space.n
+        seq: dict[str, list] = {k: [] for k in out}
+        obs, _ = env.reset()
+        first, action = True, np.zeros(size, np.float32)
+        for _ in range(LENGTH):
+            x, y = env.base.agent_pos  # column, row of the 6 x 6 grid; 1..4 inside the walls
+            for k, v in (("image", obs), ("action", action), ("is_first", first),
+                         ("cell", 4 * (y - 1) + (x - 1)), ("dir", env.base.agent_dir)):
+                seq[k].append(v)
+            a = int(rng.integers(size))
+            obs, _, terminated, truncated, _ = env.step(a)
+            first, action = False, np.eye(size, dtype=np.float32)[a]
+            if terminated or truncated:
+                obs, _ = env.reset()
+                first, action = True, np.zeros(size, np.float32)
+        env.close()
+        for k in out:
+            out[k].append(np.stack(seq[k]))
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def features(agent: Agent, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """post, deter and prior features of every probed frame, flattened to [N * (T - BURN_IN), D].
+    The posterior is sampled (as in acting) from a fixed seed."""
+    wm = agent.world_model
+    wm.eval()
+    action = torch.as_tensor(data["action"])
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        embed = wm.acting_encoder()(preprocess(torch.as_tensor(data["image"])))
+        post = wm.rssm.observe(embed, action, torch.as_tensor(data["is_first"]))
+        # Frame t's prior: t-1's posterior stepped with the action that led to t, as filtering
+        # does before it sees frame t (a reset's frame has none: `measure` leaves those out).
+        prev = {k: v[:, BURN_IN - 1:-1].flatten(0, 1) for k, v in post.items()}
+        prior = wm.rssm.img_step(prev, action[:, BURN_IN:].flatten(0, 1), sample=False)
+    probed = {k: v[:, BURN_IN:].flatten(0, 1) for k, v in post.items()}
+    return {"post": wm.rssm.feat(probed), "deter": probed["deter"],
+            "prior": wm.rssm.feat(prior)}
+
+
+def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                  test_y: torch.Tensor, classes: int) -> float:
+    """Test accuracy of multinomial logistic regression fitted on the training rows."""
+    mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-4)
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    weight = torch.zeros(train_x.shape[1], classes, requires_grad=True)
+    bias = torch.zeros(classes, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(train_x @ weight + bias, train_y) + L2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float(((test_x @ weight + bias).argmax(1) == test_y).float().mean())
+
+
+def measure(run_dir: Path, n: int) -> dict[str, Any]:
+    cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), Config)
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise SystemExit(f"{run_dir}: no loadable checkpoint")
+    step, state = found
+    # Seeds far from training's and evaluation's: layouts the run has not been scored on.
+    train, test = (collect(cfg.env.id, cfg.env, n, 10**6 + k * n) for k in (0, 1))
+    agent = Agent(cfg, ActSpace(discrete=True, size=train["action"].shape[-1]), "cpu")
+    agent.load_checkpoint_state(state["agent"])
+    # Every frame after the burn-in but an episode's first (a new layout: nothing to predict).
+    keep_tr, keep_te = (torch.as_tensor(~d["is_first"][:, BURN_IN:]).flatten()
+                        for d in (train, test))
+    fx = {k: v[keep_tr] for k, v in features(agent, train).items()}
+    tx = {k: v[keep_te] for k, v in features(agent, test).items()}
+    out: dict[str, Any] = {}
+    for target, classes in (("cell", 16), ("dir", 4)):
+        ytr = torch.as_tensor(train[target][:, BURN_IN:]).flatten().long()[keep_tr]
+        yte = torch.as_tensor(test[target][:, BURN_IN:]).flatten().long()[keep_te]
+        out[target] = {name: fit_and_score(fx[name], ytr, tx[name], yte, classes)
+                       for name in fx}
+        out[target]["chance"] = float((yte == torch.bincount(ytr).argmax()).float().mean())
+    spec = json.loads((run_dir / "run.json").read_text())
+    return {"run": run_dir.name, "env": spec["env"], "rung": spec["rung"], "seed": spec["seed"],
+            "step": step, "sequences": n, "frames": int(fx["post"].shape[0]), **out}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path, help="run folders")
+    p.add_argument("--sequences", type=int, default=96, help="per split (fit, test)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    print(f"{'run':46} {'step':>6}  cell: post deter prior chance   dir: post deter prior chance")
+    for run in args.runs:
+        r = measure(run, args.sequences)
+        rows.append(r)
+        c, d = r["cell"], r["dir"]
+        print(f"{r['run']:46} {r['step']:>6}  " + " ".join(
+            f"{c[k]:.2f}" for k in ("post", "deter", "prior", "chance")) + "   " + " ".join(
+            f"{d[k]:.2f}" for k in ("post", "deter", "prior", "chance")), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"length": LENGTH, "burn_in": BURN_IN, "l2": L2,
+                                         "runs": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

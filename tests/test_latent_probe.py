@@ -1,0 +1,52 @@
+"""benchmarks/latent_probe.py: the agent's cell and direction it reads from the environment, and
+its linear classifier, checked on real MiniGrid frames and on features with a known answer."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return _load("latent_probe")
+
+
+def test_the_cell_it_names_is_where_the_frame_draws_the_agent(probe):
+    tracking = _load("agent_tracking")
+    data = probe.collect("minigrid:unmodified", None, 6, first_seed=0)
+    assert data["image"].shape == (6, probe.LENGTH, 64, 64, 3)
+    # The red agent's pixel position, read independently of the environment's coordinates.
+    row, col = (tracking.locate(tracking.redness(data["image"].reshape(-1, 64, 64, 3)))
+                // tracking.CELL).long().T
+    assert torch.equal(4 * (row - 1) + (col - 1), torch.as_tensor(data["cell"]).flatten())
+    assert len(np.unique(data["cell"])) > 4 and set(np.unique(data["dir"])) <= {0, 1, 2, 3}
+    # The replay's format: a reset's frame has no action; every other frame the one that led to it.
+    first, action = data["is_first"], data["action"]
+    assert first[:, 0].all() and (action[first] == 0).all()
+    assert (action[~first].sum(-1) == 1).all()
+
+
+def test_the_classifier_reads_what_features_hold_and_nothing_more(probe):
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(16, (2000,), generator=gen)
+    noise = torch.randn(2000, 40, generator=gen)
+    holding = torch.cat([torch.eye(16)[labels] + 0.15 * noise[:, :16], noise[:, 16:]], 1)
+    train, test = slice(0, 1000), slice(1000, 2000)
+    assert probe.fit_and_score(holding[train], labels[train], holding[test], labels[test],
+                               16) > 0.95
+    # Features independent of the labels: no better than guessing, on rows it was not fitted on.
+    assert probe.fit_and_score(noise[train], labels[train], noise[test], labels[test], 16) < 0.15
