@@ -37,13 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
-from blast_core.agent import ActSpace, Agent
-from blast_core.config import Config
-from blast_core.config.tree import from_dict
+from blast_core.errors import BlastError
 from blast_core.report.gather import CONTEXT, HORIZON, probe_sequence
-from blast_core.report.imagined import latest_checkpoint
+from blast_core.report.imagined import load_agent
 
 CELL = 64 / 6
 """A grid cell in pixels: the 6x6 grid (walls included) drawn at 64x64."""
@@ -76,14 +73,8 @@ def sequences(env_id: str, env_cfg: Any, n: int) -> dict[str, np.ndarray]:
 
 
 def measure(run_dir: Path, n: int) -> dict[str, Any]:
-    cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), Config)
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise SystemExit(f"{run_dir}: no loadable checkpoint")
-    step, state = found
+    spec, cfg, step, agent = load_agent(run_dir, 3)  # MiniGrid: left, right, forward
     data = sequences(cfg.env.id, cfg.env, n)
-    agent = Agent(cfg, ActSpace(discrete=True, size=data["action"].shape[-1]), "cpu")
-    agent.load_checkpoint_state(state["agent"])
     batch = {k: torch.as_tensor(v) for k, v in data.items()}
     # Frame 0 of each rollout is the last filtered one; 1 ... HORIZON the imagined ones.
     with torch.no_grad(), torch.random.fork_rng():
@@ -100,8 +91,7 @@ def measure(run_dir: Path, n: int) -> dict[str, Any]:
         out["hit_mode"].append(_near(locate(t), locate(redness(likely[:, k].numpy()))))
         out["red"].append(float((r.sum((1, 2)) / t.sum((1, 2)).clamp(min=1e-6)).mean()))
         out["still"].append(_near(locate(t), last))
-    spec = json.loads((run_dir / "run.json").read_text())
-    return {"run": run_dir.name, "env": spec["env"], "rung": spec["rung"], "step": step,
+    return {"run": run_dir.name, "env": spec.env, "rung": spec.rung, "step": step,
             "sequences": n, "filtered_hit": seen_hit, **out}
 
 
@@ -117,7 +107,10 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(1)
-    rows = [measure(run, args.sequences) for run in args.runs]
+    try:
+        rows = [measure(run, args.sequences) for run in args.runs]
+    except BlastError as e:
+        raise SystemExit(f"error: {e}") from None
     def at(h: list[float]) -> str:
         return f"{h[0]:.2f} {h[4]:.2f} {h[-1]:.2f} ({np.mean(h):.2f})"
 

@@ -33,19 +33,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
-from blast_core.agent import ActSpace, Agent
+from blast_core.agent import Agent
 from blast_core.agent.world_model import preprocess
-from blast_core.config import Config
-from blast_core.config.tree import from_dict
 from blast_core.envs import make
-from blast_core.report.imagined import latest_checkpoint
+from blast_core.errors import BlastError
+from blast_core.report.imagined import load_agent
 
 LENGTH = 50
 """Frames per sequence (the replay's sequence length at the `cpu` preset)."""
 BURN_IN = 5
 """Frames the filter sees before its latents are probed."""
+ACTIONS = 3
+"""MiniGrid's actions here: left, right, forward."""
 L2 = 1e-3
 """The classifier's weight decay (on standardised features)."""
 
@@ -119,15 +119,9 @@ def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
 
 
 def measure(run_dir: Path, n: int) -> dict[str, Any]:
-    cfg = from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), Config)
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise SystemExit(f"{run_dir}: no loadable checkpoint")
-    step, state = found
+    spec, cfg, step, agent = load_agent(run_dir, ACTIONS)
     # Seeds far from training's and evaluation's: layouts the run has not been scored on.
     train, test = (collect(cfg.env.id, cfg.env, n, 10**6 + k * n) for k in (0, 1))
-    agent = Agent(cfg, ActSpace(discrete=True, size=train["action"].shape[-1]), "cpu")
-    agent.load_checkpoint_state(state["agent"])
     # Every frame after the burn-in but an episode's first (a new layout: nothing to predict).
     keep_tr, keep_te = (torch.as_tensor(~d["is_first"][:, BURN_IN:]).flatten()
                         for d in (train, test))
@@ -140,8 +134,7 @@ def measure(run_dir: Path, n: int) -> dict[str, Any]:
         out[target] = {name: fit_and_score(fx[name], ytr, tx[name], yte, classes)
                        for name in fx}
         out[target]["chance"] = float((yte == torch.bincount(ytr).argmax()).float().mean())
-    spec = json.loads((run_dir / "run.json").read_text())
-    return {"run": run_dir.name, "env": spec["env"], "rung": spec["rung"], "seed": spec["seed"],
+    return {"run": run_dir.name, "env": spec.env, "rung": spec.rung, "seed": spec.seed,
             "step": step, "sequences": n, "frames": int(fx["post"].shape[0]), **out}
 
 
@@ -153,9 +146,13 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
-    print(f"{'run':46} {'step':>6}  cell: post deter prior chance   dir: post deter prior chance")
+    print(f"{'run':46} {'step':>6}  cell: post deter prior chance   dir: post deter prior chance",
+          flush=True)
     for run in args.runs:
-        r = measure(run, args.sequences)
+        try:
+            r = measure(run, args.sequences)
+        except BlastError as e:
+            raise SystemExit(f"error: {e}") from None
         rows.append(r)
         c, d = r["cell"], r["dir"]
         print(f"{r['run']:46} {r['step']:>6}  " + " ".join(

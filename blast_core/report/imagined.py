@@ -15,6 +15,7 @@ import torch
 from blast_core.agent import ActSpace, Agent
 from blast_core.report.gather import CONTEXT, HORIZON
 from blast_core.run.checkpoint import FORMAT
+from blast_core.run.spec import RunError, RunSpec, load_spec
 
 
 def latest_checkpoint(run_dir: str | Path) -> tuple[int, dict] | None:
@@ -33,6 +34,22 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, dict] | None:
         if isinstance(payload, dict) and payload.get("format") == FORMAT:
             return int(payload["step"]), payload["state"]
     return None
+
+
+def load_agent(run_dir: Path, actions: int) -> tuple[RunSpec, Any, int, Agent]:
+    """(spec, config, step, agent) of the run in `run_dir` (`<results>/<experiment>/<run>`), its
+    agent at its newest loadable checkpoint (read only: the run may still be writing);
+    `actions` is its environment's number of actions."""
+    if not (run_dir / "run.json").is_file():
+        raise RunError(f"{run_dir} is not a run's folder (no run.json in it)")
+    spec, cfg = load_spec(run_dir.parent.parent, f"{run_dir.parent.name}/{run_dir.name}")
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise RunError(f"{run_dir}: no loadable checkpoint")
+    step, state = found
+    agent = Agent(cfg, ActSpace(discrete=cfg.env.family == "minigrid", size=actions), "cpu")
+    agent.load_checkpoint_state(state["agent"])
+    return spec, cfg, step, agent
 
 
 def imagine(cfg: Any, state: dict, sequence: dict) -> tuple[np.ndarray, np.ndarray]:
