@@ -18,7 +18,11 @@ logistic regression on standardised features (L2, full-batch L-BFGS), fitted on 
 sequences and scored on the other N. `chance` is the test accuracy of always naming the most
 common training class.
 
-    .venv/bin/python benchmarks/latent_probe.py RUN_DIR ... [--sequences 96] [--json out.json]
+    .venv/bin/python benchmarks/latent_probe.py RUN_DIR ... [--sequences 96] [--untrained]
+        [--json out.json]
+
+`--untrained` probes each run's networks at initialisation (its seed), step 0: what a random
+encoder and filter hold before any training, the baseline a trained latent is read against.
 
 RUN_DIR is a run's folder (`<results>/<experiment>/<run>`); nothing is written there.
 """
@@ -34,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blast_core.agent import Agent
+from blast_core.agent import ActSpace, Agent
 from blast_core.agent.world_model import preprocess
 from blast_core.envs import make
 from blast_core.errors import BlastError
@@ -118,8 +122,11 @@ def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
         return float(((test_x @ weight + bias).argmax(1) == test_y).float().mean())
 
 
-def measure(run_dir: Path, n: int) -> dict[str, Any]:
+def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
     spec, cfg, step, agent = load_agent(run_dir, ACTIONS)
+    if untrained:  # the same networks at initialisation: what random features already hold
+        torch.manual_seed(spec.seed)
+        agent, step = Agent(cfg, ActSpace(discrete=True, size=ACTIONS), "cpu"), 0
     # Seeds far from training's and evaluation's: layouts the run has not been scored on.
     train, test = (collect(cfg.env.id, cfg.env, n, 10**6 + k * n) for k in (0, 1))
     # Every frame after the burn-in but an episode's first (a new layout: nothing to predict).
@@ -142,6 +149,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="run folders")
     p.add_argument("--sequences", type=int, default=96, help="per split (fit, test)")
+    p.add_argument("--untrained", action="store_true",
+                   help="probe each run's networks at initialisation instead (a baseline)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -150,7 +159,7 @@ def main() -> None:
           flush=True)
     for run in args.runs:
         try:
-            r = measure(run, args.sequences)
+            r = measure(run, args.sequences, args.untrained)
         except BlastError as e:
             raise SystemExit(f"error: {e}") from None
         rows.append(r)
