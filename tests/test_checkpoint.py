@@ -14,7 +14,13 @@ from blast_core.agent import ActSpace, Agent
 from blast_core.agent.agent import renamed
 from blast_core.agent.runtime import Runtime
 from blast_core.config import make_config
-from blast_core.run.checkpoint import CheckpointError, Checkpoints, rng_state, set_rng_state
+from blast_core.run.checkpoint import (
+    CheckpointError,
+    Checkpoints,
+    NewerCheckpoint,
+    rng_state,
+    set_rng_state,
+)
 
 
 def state(value: float) -> dict:
@@ -61,6 +67,17 @@ def test_no_checkpoint_and_all_damaged(tmp_path):
     (tmp_path / "ckpt-0000000005.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="no loadable checkpoint"):
         ckpts.latest()
+
+
+def test_a_newer_blasts_checkpoint_is_an_error_and_is_left_as_it_is(tmp_path):
+    ckpts = Checkpoints(tmp_path, warn=lambda m: pytest.fail(m))
+    ckpts.save(10, state(10))
+    newer = tmp_path / "ckpt-0000000020.pt"
+    torch.save({"format": "blast-checkpoint", "version": 2, "step": 20, "state": state(20)},
+               newer)
+    with pytest.raises(NewerCheckpoint, match="newer blast .*format 2.*update blast"):
+        ckpts.latest()
+    assert newer.exists()  # neither set aside as corrupt nor passed over for step 10
 
 
 class Payload:

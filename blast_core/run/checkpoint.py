@@ -27,11 +27,18 @@ from blast_core.files import atomic_write
 
 FORMAT = "blast-checkpoint"
 VERSION = 1
+"""Bumped when what a checkpoint holds changes in a way older code cannot read; a newer blast
+reads every older version (the agent's module names renamed since version 1 are mapped by
+`agent.RENAMED`, which needed no bump: only new code writes the new names)."""
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
 class CheckpointError(BlastError):
     """No checkpoint of a run can be loaded."""
+
+
+class NewerCheckpoint(CheckpointError):
+    """A checkpoint written by a newer blast: sound, but not for this code to read or set aside."""
 
 
 def _stderr(message: str) -> None:
@@ -78,8 +85,13 @@ class Checkpoints:
             raise CheckpointError(f"{path} is unreadable ({type(e).__name__})") from None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a blast checkpoint")
-        if payload.get("version") != VERSION:
-            raise CheckpointError(f"{path} has format version {payload.get('version')}")
+        version = payload.get("version")
+        if isinstance(version, int) and version > VERSION:
+            raise NewerCheckpoint(f"{path} was written by a newer blast (checkpoint format "
+                                  f"{version}; this one reads up to {VERSION}): update blast "
+                                  "to resume this run")
+        if version != VERSION:
+            raise CheckpointError(f"{path} has format version {version}")
         return payload["state"]
 
     def latest(self) -> tuple[int, dict[str, Any]] | None:
@@ -93,6 +105,8 @@ class Checkpoints:
         for step, path in reversed(candidates):
             try:
                 return step, self.load(path)
+            except NewerCheckpoint:
+                raise  # not damaged: falling back would resume from an older state
             except CheckpointError as e:
                 self.warn(f"warning: checkpoint {e}; falling back to the previous one")
                 os.replace(path, path.with_name(path.name + ".corrupt"))
