@@ -168,8 +168,9 @@ def main() -> None:
             f"{c[k]:.2f}" for k in ("post", "deter", "prior", "chance")) + "   " + " ".join(
             f"{d[k]:.2f}" for k in ("post", "deter", "prior", "chance")), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"length": LENGTH, "burn_in": BURN_IN, "l2": L2,
-                                         "runs": rows}, indent=1) + "\n")
+        out = {"length": LENGTH, "burn_in": BURN_IN, "l2": L2, "untrained": args.untrained,
+               "runs": rows}
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
