@@ -15,8 +15,9 @@ frames): `post` [z_t, h_t] (the posterior of the frame it has seen), `deter` h_t
 recurrent state carries, before z_t), and `prior` [ẑ_t, h_t] (the one-step prediction from t−1's
 posterior and the action: the most likely ẑ_t, without the frame). The classifier is multinomial
 logistic regression on standardised features (L2, full-batch L-BFGS), fitted on the first N
-sequences and scored on the other N. `chance` is the test accuracy of always naming the most
-common training class.
+sequences and scored on the other N; `post_mlp` reads `post` with a one-hidden-layer network
+instead (a latent can hold what no linear read finds). `chance` is the test accuracy of always
+naming the most common training class.
 
     .venv/bin/python benchmarks/latent_probe.py RUN_DIR ... [--sequences 96] [--untrained]
         [--json out.json]
@@ -52,6 +53,8 @@ ACTIONS = 3
 """MiniGrid's actions here: left, right, forward."""
 L2 = 1e-3
 """The classifier's weight decay (on standardised features)."""
+MLP_WIDTH, MLP_EPOCHS = 256, 60
+"""The nonlinear probe of `post`: what a linear one misses may still be there."""
 
 
 def collect(env_id: str, env_cfg: Any, n: int, first_seed: int) -> dict[str, np.ndarray]:
@@ -122,6 +125,26 @@ def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
         return float(((test_x @ weight + bias).argmax(1) == test_y).float().mean())
 
 
+def fit_and_score_mlp(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                      test_y: torch.Tensor, classes: int) -> float:
+    """Test accuracy of a one-hidden-layer network (MLP_WIDTH ReLU units, Adam, MLP_EPOCHS
+    epochs of minibatches of 128, fixed in advance: nothing is chosen on the test rows)."""
+    mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-4)
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(train_x.shape[1], MLP_WIDTH), torch.nn.ReLU(),
+                              torch.nn.Linear(MLP_WIDTH, classes))
+    opt = torch.optim.Adam(net.parameters(), 1e-3, weight_decay=1e-4)
+    for _ in range(MLP_EPOCHS):
+        for idx in torch.randperm(len(train_x), generator=gen).split(128):
+            opt.zero_grad()
+            F.cross_entropy(net(train_x[idx]), train_y[idx]).backward()
+            opt.step()
+    with torch.no_grad():
+        return float((net(test_x).argmax(1) == test_y).float().mean())
+
+
 def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
     spec, cfg, step, agent = load_agent(run_dir, ACTIONS)
     if untrained:  # the same networks at initialisation: what random features already hold
@@ -140,6 +163,7 @@ def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
         yte = torch.as_tensor(test[target][:, BURN_IN:]).flatten().long()[keep_te]
         out[target] = {name: fit_and_score(fx[name], ytr, tx[name], yte, classes)
                        for name in fx}
+        out[target]["post_mlp"] = fit_and_score_mlp(fx["post"], ytr, tx["post"], yte, classes)
         out[target]["chance"] = float((yte == torch.bincount(ytr).argmax()).float().mean())
     return {"run": run_dir.name, "env": spec.env, "rung": spec.rung, "seed": spec.seed,
             "step": step, "sequences": n, "frames": int(fx["post"].shape[0]), **out}
@@ -155,8 +179,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
-    print(f"{'run':46} {'step':>6}  cell: post deter prior chance   dir: post deter prior chance",
-          flush=True)
+    names = ("post", "deter", "prior", "post_mlp", "chance")
+    print(f"{'run':46} {'step':>6}  cell: post deter prior mlp chance   "
+          "dir: post deter prior mlp chance", flush=True)
     for run in args.runs:
         try:
             r = measure(run, args.sequences, args.untrained)
@@ -164,12 +189,11 @@ def main() -> None:
             raise SystemExit(f"error: {e}") from None
         rows.append(r)
         c, d = r["cell"], r["dir"]
-        print(f"{r['run']:46} {r['step']:>6}  " + " ".join(
-            f"{c[k]:.2f}" for k in ("post", "deter", "prior", "chance")) + "   " + " ".join(
-            f"{d[k]:.2f}" for k in ("post", "deter", "prior", "chance")), flush=True)
+        print(f"{r['run']:46} {r['step']:>6}        " + " ".join(f"{c[k]:.2f}" for k in names)
+              + "        " + " ".join(f"{d[k]:.2f}" for k in names), flush=True)
     if args.json:
-        out = {"length": LENGTH, "burn_in": BURN_IN, "l2": L2, "untrained": args.untrained,
-               "runs": rows}
+        out = {"length": LENGTH, "burn_in": BURN_IN, "l2": L2, "mlp_width": MLP_WIDTH,
+               "mlp_epochs": MLP_EPOCHS, "untrained": args.untrained, "runs": rows}
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -50,3 +50,13 @@ def test_the_classifier_reads_what_features_hold_and_nothing_more(probe):
                                16) > 0.95
     # Features independent of the labels: no better than guessing, on rows it was not fitted on.
     assert probe.fit_and_score(noise[train], labels[train], noise[test], labels[test], 16) < 0.15
+
+
+def test_the_mlp_probe_reads_what_no_linear_read_finds(probe):
+    # The label is the XOR of two features' signs: held, but invisible to any linear classifier.
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(4000, 8, generator=gen)
+    labels = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
+    train, test = slice(0, 2000), slice(2000, 4000)
+    assert probe.fit_and_score(x[train], labels[train], x[test], labels[test], 2) < 0.6
+    assert probe.fit_and_score_mlp(x[train], labels[train], x[test], labels[test], 2) > 0.9
