@@ -73,7 +73,7 @@ def sequences(env_id: str, env_cfg: Any, n: int) -> dict[str, np.ndarray]:
 
 
 def measure(run_dir: Path, n: int) -> dict[str, Any]:
-    spec, cfg, step, agent = load_agent(run_dir, 3)  # MiniGrid: left, right, forward
+    spec, cfg, step, agent = load_agent(run_dir)
     data = sequences(cfg.env.id, cfg.env, n)
     batch = {k: torch.as_tensor(v) for k, v in data.items()}
     # Frame 0 of each rollout is the last filtered one; 1 ... HORIZON the imagined ones.

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blast_core.agent import ActSpace, Agent
+from blast_core.agent import Agent
 from blast_core.agent.world_model import preprocess
 from blast_core.envs import make
 from blast_core.errors import BlastError
@@ -49,8 +49,6 @@ LENGTH = 50
 """Frames per sequence (the replay's sequence length at the `cpu` preset)."""
 BURN_IN = 5
 """Frames the filter sees before its latents are probed."""
-ACTIONS = 3
-"""MiniGrid's actions here: left, right, forward."""
 L2 = 1e-3
 """The classifier's weight decay (on standardised features)."""
 MLP_WIDTH, MLP_EPOCHS = 256, 60
@@ -105,11 +103,16 @@ def features(agent: Agent, data: dict[str, np.ndarray]) -> dict[str, torch.Tenso
             "prior": wm.rssm.feat(prior)}
 
 
+def _standardised(train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Both sets scaled by the training rows' mean and spread (a constant feature stays 0)."""
+    mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-4)
+    return (train_x - mean) / std, (test_x - mean) / std
+
+
 def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
                   test_y: torch.Tensor, classes: int) -> float:
     """Test accuracy of multinomial logistic regression fitted on the training rows."""
-    mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-4)
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    train_x, test_x = _standardised(train_x, test_x)
     weight = torch.zeros(train_x.shape[1], classes, requires_grad=True)
     bias = torch.zeros(classes, requires_grad=True)
     opt = torch.optim.LBFGS([weight, bias], max_iter=300, line_search_fn="strong_wolfe")
@@ -129,8 +132,7 @@ def fit_and_score_mlp(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torc
                       test_y: torch.Tensor, classes: int) -> float:
     """Test accuracy of a one-hidden-layer network (MLP_WIDTH ReLU units, Adam, MLP_EPOCHS
     epochs of minibatches of 128, fixed in advance: nothing is chosen on the test rows)."""
-    mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-4)
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    train_x, test_x = _standardised(train_x, test_x)
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(train_x.shape[1], MLP_WIDTH), torch.nn.ReLU(),
@@ -146,10 +148,8 @@ def fit_and_score_mlp(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torc
 
 
 def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
-    spec, cfg, step, agent = load_agent(run_dir, ACTIONS)
-    if untrained:  # the same networks at initialisation: what random features already hold
-        torch.manual_seed(spec.seed)
-        agent, step = Agent(cfg, ActSpace(discrete=True, size=ACTIONS), "cpu"), 0
+    # Untrained: the same networks at initialisation, what random features already hold.
+    spec, cfg, step, agent = load_agent(run_dir, trained=not untrained)
     # Seeds far from training's and evaluation's: layouts the run has not been scored on.
     train, test = (collect(cfg.env.id, cfg.env, n, 10**6 + k * n) for k in (0, 1))
     # Every frame after the burn-in but an episode's first (a new layout: nothing to predict).

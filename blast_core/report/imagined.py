@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from blast_core.agent import ActSpace, Agent
+from blast_core.envs import make
 from blast_core.report.gather import CONTEXT, HORIZON
 from blast_core.run.checkpoint import FORMAT
+from blast_core.run.loop import act_space_of
 from blast_core.run.spec import RunError, RunSpec, load_spec
 
 
@@ -36,18 +38,26 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, dict] | None:
     return None
 
 
-def load_agent(run_dir: Path, actions: int) -> tuple[RunSpec, Any, int, Agent]:
+def load_agent(run_dir: Path, trained: bool = True) -> tuple[RunSpec, Any, int, Agent]:
     """(spec, config, step, agent) of the run in `run_dir` (`<results>/<experiment>/<run>`), its
-    agent at its newest loadable checkpoint (read only: the run may still be writing);
-    `actions` is its environment's number of actions."""
+    agent at its newest loadable checkpoint (read only: the run may still be writing), or with
+    `trained=False` the same networks at initialisation from the run's seed (step 0)."""
     if not (run_dir / "run.json").is_file():
         raise RunError(f"{run_dir} is not a run's folder (no run.json in it)")
     spec, cfg = load_spec(run_dir.parent.parent, f"{run_dir.parent.name}/{run_dir.name}")
+    env = make(cfg.env.id, spec.seed, cfg.env)
+    try:
+        space = act_space_of(env.action_space)
+    finally:
+        env.close()
+    if not trained:
+        torch.manual_seed(spec.seed)
+        return spec, cfg, 0, Agent(cfg, space, "cpu")
     found = latest_checkpoint(run_dir)
     if found is None:
         raise RunError(f"{run_dir}: no loadable checkpoint")
     step, state = found
-    agent = Agent(cfg, ActSpace(discrete=cfg.env.family == "minigrid", size=actions), "cpu")
+    agent = Agent(cfg, space, "cpu")
     agent.load_checkpoint_state(state["agent"])
     return spec, cfg, step, agent
 
