@@ -179,3 +179,23 @@ def test_exporting_an_unknown_experiment_names_the_ones_there(source: Store,
     with pytest.raises(StoreError, match="no experiment 'nope'.*experiments there: fig"):
         portable.export(source, ["nope"], tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "results" / "figure3-cpu"
+
+
+def test_the_committed_figure3_exports_redraw_the_committed_numbers(tmp_path: Path) -> None:
+    """docs/results/figure3-cpu is what the reduced Figure 3 says: its export, imported into a
+    fresh database, must give the committed per-run scores and the figures' numbers exactly
+    (the two commands of docs/results.md)."""
+    export = COMMITTED / "figure3-cpu-v2.blast.json.gz"
+    done = blast("import", str(export), "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    for figure in ("3", "6"):
+        made = blast("report", "--figure", figure, "--experiment", "figure3-cpu-v2", "--rungs",
+                     "dv2,bn,ar_prior", "--done", "--results", str(tmp_path))
+        assert made.returncode == 0, made.stderr
+    drawn = tmp_path / "reports" / "figure3-cpu-v2"
+    assert (drawn / "figure3-runs.csv").read_text() == (COMMITTED / "scores.csv").read_text()
+    for name in ("figure3.csv", "figure6.csv"):
+        assert (drawn / name).read_text() == (COMMITTED / name).read_text(), name
