@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 
 from blast_core.agent import Agent
-from blast_core.agent.world_model import preprocess
 from blast_core.envs import make
 from blast_core.errors import BlastError
 from blast_core.report.imagined import load_agent
@@ -92,8 +91,8 @@ def features(agent: Agent, data: dict[str, np.ndarray]) -> dict[str, torch.Tenso
     action = torch.as_tensor(data["action"])
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        embed = wm.acting_encoder()(preprocess(torch.as_tensor(data["image"])))
-        post = wm.rssm.observe(embed, action, torch.as_tensor(data["is_first"]))
+        post = wm.filtered(torch.as_tensor(data["image"]), action,
+                           torch.as_tensor(data["is_first"]))
         # Frame t's prior: t-1's posterior stepped with the action that led to t, as filtering
         # does before it sees frame t (a reset's frame has none: `measure` leaves those out).
         prev = {k: v[:, BURN_IN - 1:-1].flatten(0, 1) for k, v in post.items()}

@@ -159,6 +159,12 @@ class WorldModel(nn.Module):
     def acting_encoder(self) -> Encoder:
         return self.target_encoder if self.target_encoder is not None else self.encoder
 
+    def filtered(self, image: Tensor, action: Tensor, is_first: Tensor) -> State:
+        """The posterior states of [B, T] frames (uint8) as acting filters them: through the
+        acting encoder, and in whatever mode the caller put the model (eval for BatchNorm's
+        running statistics)."""
+        return self.rssm.observe(self.acting_encoder()(preprocess(image)), action, is_first)
+
     @torch.no_grad()
     def open_loop(self, data: dict[str, Tensor], context: int = 5, horizon: int = 10,
                   sample: bool = True, seen: bool = False) -> tuple[Tensor, Tensor]:
@@ -170,10 +176,7 @@ class WorldModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            image = preprocess(data["image"][:, :context])
-            embed = self.acting_encoder()(image)
-            post = self.rssm.observe(embed, data["action"][:, :context],
-                                     data["is_first"][:, :context])
+            post = self.filtered(*(data[k][:, :context] for k in ("image", "action", "is_first")))
             state = {k: v[:, -1] for k, v in post.items()}
             feats = [self.rssm.feat(state)] if seen else []
             for t in range(context, context + horizon):
