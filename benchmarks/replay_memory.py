@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blast_core.run.loop import proc_status_mib  # noqa: E402
+from blast_core.run.speed import proc_status_mib  # noqa: E402
 
 
 def rendered_episode(steps: int = 500) -> dict[str, np.ndarray]:

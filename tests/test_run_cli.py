@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from blast_core.run.checkpoint import Checkpoints
-from blast_core.run.loop import SPEED_METRICS
+from blast_core.run.speed import SPEED_METRICS
 from blast_core.store import Store
 
 MINIGRID = ["--env", "minigrid:unmodified", "--rung", "ar_prior", "--seed", "0", "--preset", "tiny"]

@@ -14,19 +14,9 @@ from blast_core import envs
 from blast_core.agent import Agent
 from blast_core.config import tree as T
 from blast_core.run.checkpoint import Checkpoints
-from blast_core.run.loop import (
-    SPEED_METRICS,
-    Driver,
-    Interrupted,
-    Mean,
-    RunContext,
-    StopFlag,
-    act_space_of,
-    due,
-    episode_seed,
-    proc_status_mib,
-    train,
-)
+from blast_core.run.driver import Driver, act_space_of, episode_seed
+from blast_core.run.loop import Interrupted, Mean, RunContext, StopFlag, due, train
+from blast_core.run.speed import SPEED_METRICS, proc_status_mib
 from blast_core.store import Store
 
 ENV = "minigrid:unmodified"

@@ -3,7 +3,7 @@
 The run is a real `blast run` in a fresh process and a throwaway results root, so the figure
 includes what a ladder's worker pays: Python's imports, building the env and the agent, the
 prefill, acting, the env, replay, updates, evaluations, checkpoints and the database's rows. The
-loop's phases come from the run's own `time_<phase>_s` rows (`train.PHASES`); what the process
+loop's phases come from the run's own `time_<phase>_s` rows (`run.speed.PHASES`); what the process
 spent outside them is start-up (imports measured apart, in a process of their own) and the rest.
 """
 
@@ -52,7 +52,7 @@ def bench_run(env: str, rung: str, preset: str, steps: int, sets: list[str], thr
     finally:
         shutil.rmtree(root, ignore_errors=True)
     sums = frame.groupby("name")["value"].sum()
-    # The run's own time_<phase>_s rows name its phases (train.PHASES, in the order logged).
+    # The run's own time_<phase>_s rows name its phases (run.speed.PHASES, in the order logged).
     phases = {n[len("time_"):-len("_s")]: float(v) for n, v in sums.items()
               if n.startswith("time_") and n.endswith("_s")}
     order = list(dict.fromkeys(frame["name"]))

@@ -16,7 +16,7 @@ from blast_core.agent import ActSpace, Agent
 from blast_core.envs import make
 from blast_core.report.gather import CONTEXT, HORIZON
 from blast_core.run.checkpoint import FORMAT
-from blast_core.run.loop import act_space_of
+from blast_core.run.driver import act_space_of
 from blast_core.run.spec import RunError, RunSpec, load_spec
 
 

@@ -16,24 +16,23 @@ from __future__ import annotations
 import math
 import random
 import re
-import resource
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from blast_core import envs
-from blast_core.agent import ActSpace, Agent
+from blast_core.agent import Agent
 from blast_core.agent.runtime import Runtime
 from blast_core.config import Config
 from blast_core.run.checkpoint import Checkpoints, rng_state, set_rng_state
-from blast_core.run.replay import EpisodeBuffer, Replay
+from blast_core.run.driver import Driver, act_space_of
+from blast_core.run.replay import Replay
 from blast_core.run.sinks import Sinks
+from blast_core.run.speed import Clock, Speed
 
 # --- interfaces ----------------------------------------------------------------------------------
 
@@ -101,11 +100,6 @@ def due(step: int, every: int) -> bool:
     return every > 0 and step > 0 and step % every == 0
 
 
-def episode_seed(seed: int, stream: int, index: int) -> int:
-    """The reset seed of episode `index` of a stream (0: training, 1: evaluation)."""
-    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0] >> 1)
-
-
 class Mean:
     """Running means of named values between two log rows; its state is a plain dict."""
 
@@ -142,65 +136,6 @@ class Tracker:
         self.store.heartbeat(self.run_id, step)
 
 
-def act_space_of(space: gym.Space) -> Any:
-    if isinstance(space, gym.spaces.Discrete):
-        return ActSpace(discrete=True, size=int(space.n))
-    return ActSpace(discrete=False, size=int(np.prod(space.shape)))
-
-
-class Driver:
-    """Steps one env, recording replay entries; episode seeds make the episode in progress
-    restorable from its actions alone (no pickled env state)."""
-
-    def __init__(self, env: gym.Env, act_space: Any, seed: int, stream: int) -> None:
-        self.env, self.space, self.seed, self.stream = env, act_space, seed, stream
-        self.index = 0  # episodes finished in this stream
-        self.episode = EpisodeBuffer()
-        self.state: Any = None  # the agent's policy state
-
-    def reset(self) -> None:
-        obs, _ = self.env.reset(seed=episode_seed(self.seed, self.stream, self.index))
-        self.episode.clear()
-        zeros = np.zeros(self.space.size, np.float32)
-        self.episode.add({"image": obs, "action": zeros, "reward": 0.0, "is_first": True,
-                          "is_last": False, "is_terminal": False})
-
-    def obs(self, device: str) -> dict[str, torch.Tensor]:
-        last = self.episode.entries[-1]
-        return {"image": torch.as_tensor(last["image"], device=device)[None],
-                "is_first": torch.as_tensor(last["is_first"], device=device).reshape(1)}
-
-    def _env_action(self, action: np.ndarray) -> Any:
-        return int(np.argmax(action)) if self.space.discrete else action.astype(np.float32)
-
-    def step(self, action: np.ndarray) -> dict[str, Any] | None:
-        """Step with an agent action; return the finished episode (then reset) or None."""
-        obs, reward, terminated, truncated, info = self.env.step(self._env_action(action))
-        self.episode.add({"image": obs, "action": action, "reward": reward, "is_first": False,
-                          "is_last": terminated or truncated, "is_terminal": terminated})
-        if not (terminated or truncated):
-            return None
-        episode = self.episode.arrays()
-        ret = float(episode["reward"].sum())
-        done = {"episode": episode, "index": self.index, "return": ret,
-                "score": float(info.get("score", ret))}
-        self.index += 1
-        self.reset()
-        return done
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "policy": self.state,
-                "episode": {k: torch.from_numpy(v) for k, v in self.episode.arrays().items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.index, self.state = state["index"], state["policy"]
-        self.reset()
-        episode = {k: v.numpy() for k, v in state["episode"].items()}
-        for action in episode["action"][1:]:
-            self.env.step(self._env_action(action))
-        self.episode.load(episode)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -226,78 +161,6 @@ def to_device(tree: Any, device: str) -> Any:
     if isinstance(tree, list | tuple):
         return type(tree)(to_device(v, device) for v in tree)
     return tree
-
-
-PHASES = ("act", "env", "replay", "update", "eval", "save")
-"""Where a run's loop spends its time: the policy's acting step, the env's step, replay (writing
-finished episodes, sampling batches), the agent's updates, evaluations, checkpoints and the
-store's rows. Logged as `time_<phase>_s`, the seconds since the previous log row."""
-SPEED_METRICS = ("steps_per_s", "updates_per_s", "peak_mem_mb", "host_mem_mb", "host_anon_mb",
-                 *(f"time_{p}_s" for p in PHASES))
-"""The metrics of the machine, not of the run: two runs with the same seed differ only in them."""
-
-
-class Clock:
-    """Wall seconds per phase of the loop since the last `pop` (`with clock("env"): ...`)."""
-
-    def __init__(self) -> None:
-        self.spent = dict.fromkeys(PHASES, 0.0)
-        self.phase, self.since = "", 0.0
-
-    def __call__(self, phase: str) -> Clock:
-        self.phase = phase
-        return self
-
-    def __enter__(self) -> None:
-        self.since = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.spent[self.phase] += time.perf_counter() - self.since
-
-    def pop(self) -> dict[str, float]:
-        out = {f"time_{k}_s": v for k, v in self.spent.items()}
-        self.spent = dict.fromkeys(PHASES, 0.0)
-        return out
-
-
-def proc_status_mib(field: str, path: Path = Path("/proc/self/status")) -> float:
-    """A memory field of this process's status in MiB (`RssAnon`, `VmHWM`, ...); NaN where the
-    kernel has no such file or field (not Linux)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return math.nan
-    for line in lines:
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024  # kB
-    return math.nan
-
-
-class Speed:
-    """Agent steps and updates per second of wall time since the previous log row, and the peak
-    memory of this process so far (`peak_mem_mb`: the GPU's allocator on CUDA, else resident
-    memory; `host_mem_mb`: resident memory on either), what a run needs when choosing --per-gpu,
-    --workers or --mem-per-run. `host_anon_mb` is the anonymous part of resident memory now:
-    what the kernel cannot reclaim, without the replay pages that `replay.mmap` maps from disk
-    (which `host_mem_mb` counts once read)."""
-
-    def __init__(self, step: int, updates: int, device: str = "cpu") -> None:
-        self.mark, self.device = (time.perf_counter(), step, updates), device
-
-    def rates(self, step: int, updates: int) -> dict[str, float]:
-        then, step0, updates0 = self.mark
-        self.mark = (now := time.perf_counter(), step, updates)
-        seconds = max(now - then, 1e-9)
-        host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux: KiB
-        peak = (torch.cuda.max_memory_reserved(self.device) / 2**20
-                if self.device.startswith("cuda") else host)
-        rates = {"steps_per_s": (step - step0) / seconds,
-                 "updates_per_s": (updates - updates0) / seconds, "peak_mem_mb": peak,
-                 "host_mem_mb": host}
-        anon = proc_status_mib("RssAnon")
-        if math.isfinite(anon):  # Linux only
-            rates["host_anon_mb"] = anon
-        return rates
 
 
 # --- the run's state -----------------------------------------------------------------------------

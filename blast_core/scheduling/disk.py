@@ -27,7 +27,7 @@ CHECKPOINTS_AT_ONCE = 3
 def checkpoint_mib(config: Mapping[str, Any]) -> float:
     """One checkpoint of a run with this resolved config (the store's dict), at most: its
     weights and optimiser state, and the episodes in progress of its training and evaluation
-    drivers (restored from their frames, blast_core/run/loop.py), each at most `time_limit`
+    drivers (restored from their frames, blast_core/run/driver.py), each at most `time_limit`
     steps."""
     frame = int(config["env"]["size"]) ** 2 * 3 + STEP_EXTRA_BYTES
     episodes = 2 * (int(config["env"]["time_limit"]) + 1) * frame / 2**20
