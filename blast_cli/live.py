@@ -39,7 +39,11 @@ def time_left(row: dict, steps_per_s: float | None) -> str | None:
         return None
     if step <= (schedule.get("prefill") or 0):
         return None
-    seconds = max(total - step, 0) / steps_per_s
+    return duration(max(total - step, 0) / steps_per_s)
+
+
+def duration(seconds: float) -> str:
+    """"<1m", "12m", "1h05m", "27h10m": the run times `blast status` shows."""
     if seconds < 60:
         return "<1m"
     minutes = round(seconds / 60)

@@ -502,6 +502,42 @@ def test_status_groups_rows_by_options_and_says_what_each_hash_stands_for(tmp_pa
                           "--set rssm.ar_net=made"]
 
 
+def test_status_says_the_run_time_left_from_the_time_done_runs_took(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'blast.db'}")
+    schedule = {"schedule": {"steps": 3000, "prefill": 1000}}  # 2000 training steps a run
+    cases = [("dv2", 0, "done", 3000, 4000.0), ("dv2", 1, "done", 3000, 6000.0),
+             ("dv2", 2, "interrupted", 2000, None), ("dv2", 3, "running", 2600, None),
+             ("dv2", 4, "queued", 0, None), ("bn", 0, "queued", 0, None),
+             ("bn", 1, "failed", 1500, None)]
+    for rung, seed, state, step, spent in cases:
+        spec = RunSpec.make(ENVS[0], rung, seed, "tiny", experiment="eta")
+        store.upsert_run(spec.run_id, experiment="eta", env=spec.env, rung=rung, seed=seed,
+                         preset="tiny", config=schedule, run_dir=str(tmp_path))
+        store.set_status(spec.run_id, state)
+        for at in (2000, 3000) if spent else ():  # the loop's phases add up to the run's time
+            store.append_metrics(spec.run_id, [(at, at, name, spent * share / 2) for name, share
+                                               in (("time_update_s", 0.9), ("time_env_s", 0.1))])
+            if seed == 0 and at == 2000:  # stopped past its checkpoint at 2000, then resumed:
+                store.append_metrics(spec.run_id, [(2500, 2500, "time_update_s", 9e9)])
+                store.truncate_metrics(spec.run_id, 2000)  # the resume drops the rows after it
+        if state == "running":
+            store.append_metrics(spec.run_id, [(2600, 2600, "steps_per_s", 0.5)])
+        store.heartbeat(spec.run_id, step)
+    (_, _, footer), = S.status_tables(store, "eta")
+    # Paces 2 and 3 s a training step (median 2.5): the interrupted run 1000 steps x 2.5, the
+    # running one 400 steps at its own 0.5 a second, the queued dv2 run 2000 x 2.5: 8300 s.
+    assert footer.plain.splitlines()[1] == (
+        "left: ~2h18m of run time for 3 runs (a done run took: dv2 1h23m); "
+        "not yet timed (no done run of the rung): 1 bn")
+    store.set_status(RunSpec.make(ENVS[0], "bn", 0, "tiny", experiment="eta").run_id,
+                     "cancelled")
+    for seed in (2, 3, 4):
+        store.set_status(RunSpec.make(ENVS[0], "dv2", seed, "tiny", experiment="eta").run_id,
+                         "done")
+    (_, _, footer), = S.status_tables(store, "eta")
+    assert "left:" not in footer.plain  # nothing left to run
+
+
 def test_status_legend_puts_the_options_every_hash_shares_first(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'blast.db'}")
     groups = [["rssm.ar_net=made", "kl.free=0.5"], ["rssm.ar_net=made"], ["kl.free=0.5"]]

@@ -23,8 +23,11 @@ def test_store_api_on_postgres(pg_url: str) -> None:
     store.append_metrics(run, [(50, 50, "eval_score", 1.5), (50, 50, "kl", float("inf"))])
     store.add_checkpoint(run, 50, "/r/ckpt-50.pt")
     assert store.latest_metrics(["eval_score", "kl"]) == {run: {"eval_score": 1.5, "kl": None}}
+    store.append_metrics(run, [(s, s, "time_update_s", s / 10) for s in (10, 20)])
+    assert store.metric_totals(["time_update_s", "kl"], experiment="exp") == {
+        run: {"time_update_s": 3.0}}  # kl's one row is non-finite: stored NULL, no sum
     assert not store.set_status(run, "crashed", expect=["queued"])
-    assert store.truncate_metrics(run, after_step=0) == 2
+    assert store.truncate_metrics(run, after_step=0) == 4
     store.set_status(run, "done")
     row = store.run(run)
     assert row["status"] == "done" and row["step"] == 50 and row["ended"] >= row["started"]

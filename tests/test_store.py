@@ -117,7 +117,10 @@ def test_metrics_truncate_latest_and_frame(url: str) -> None:
     latest = store.latest_metrics(["eval_score", "model_loss"], experiment="exp")
     assert latest == {a: {"eval_score": 3.0, "model_loss": None}, b: {"eval_score": -1.0}}
 
+    assert store.metric_totals(["eval_score"], experiment="exp") == {
+        a: {"eval_score": 6.0}, b: {"eval_score": -1.0}}
     assert store.truncate_metrics(a, after_step=200) == 2
+    assert store.metric_totals(["eval_score", "model_loss"])[a] == {"eval_score": 3.0}
     frame = store.metrics_frame("exp", names=["eval_score"])
     assert list(frame.columns) == ["run_id", "experiment", "env", "rung", "seed", "preset",
                                    "step", "frames", "name", "value"]

@@ -301,7 +301,7 @@ def train(cfg: Config, run: RunContext) -> None:
     tracker = Tracker(run.store, run.run_id, cfg.env.action_repeat, run.sinks)
     try:
         _restore(s, ckpts, run)
-        speed, score = Speed(s.step, s.updates, s.device), None
+        speed, score = Speed(s.step, s.updates, _gpu_peak(s.device)), None
         while s.step < sched.steps or s.pending:
             if run.stop.signum:  # a checkpoint cut inside a step records the updates it owes
                 _save(s, ckpts, tracker, run)
@@ -346,6 +346,13 @@ def train(cfg: Config, run: RunContext) -> None:
         env.close()
         eval_env.close()
         run.sinks.close()
+
+
+def _gpu_peak(device: str) -> Callable[[], float] | None:
+    """What CUDA's allocator has reserved at most so far on a run's GPU, in MiB (None on CPU)."""
+    if not device.startswith("cuda"):
+        return None
+    return lambda: torch.cuda.max_memory_reserved(device) / 2**20
 
 
 def _restore(s: Session, ckpts: Checkpoints, run: RunContext) -> None:

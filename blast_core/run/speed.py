@@ -1,14 +1,14 @@
 """What a run's loop measures of the machine: seconds per phase, steps and updates per second,
-memory. Two runs with the same seed differ only in these metrics."""
+memory. Two runs with the same seed differ only in these metrics. Without torch: `blast status`
+reads the phases to estimate the time an experiment has left (scheduling/eta.py)."""
 
 from __future__ import annotations
 
 import math
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import torch
 
 PHASES = ("act", "env", "replay", "update", "eval", "save")
 """Where a run's loop spends its time: the policy's acting step, the env's step, replay (writing
@@ -63,16 +63,17 @@ class Speed:
     what the kernel cannot reclaim, without the replay pages that `replay.mmap` maps from disk
     (which `host_mem_mb` counts once read)."""
 
-    def __init__(self, step: int, updates: int, device: str = "cpu") -> None:
-        self.mark, self.device = (time.perf_counter(), step, updates), device
+    def __init__(self, step: int, updates: int,
+                 gpu_peak_mib: Callable[[], float] | None = None) -> None:
+        """`gpu_peak_mib`: on a GPU, what its allocator has reserved at most so far."""
+        self.mark, self.gpu_peak_mib = (time.perf_counter(), step, updates), gpu_peak_mib
 
     def rates(self, step: int, updates: int) -> dict[str, float]:
         then, step0, updates0 = self.mark
         self.mark = (now := time.perf_counter(), step, updates)
         seconds = max(now - then, 1e-9)
         host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # Linux: KiB
-        peak = (torch.cuda.max_memory_reserved(self.device) / 2**20
-                if self.device.startswith("cuda") else host)
+        peak = self.gpu_peak_mib() if self.gpu_peak_mib else host
         rates = {"steps_per_s": (step - step0) / seconds,
                  "updates_per_s": (updates - updates0) / seconds, "peak_mem_mb": peak,
                  "host_mem_mb": host}

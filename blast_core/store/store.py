@@ -364,6 +364,23 @@ class Store:
         frame["value"] = frame["value"].astype(float)  # NULL -> NaN
         return frame
 
+    def metric_totals(
+        self, names: Sequence[str], experiment: str | None = None
+    ) -> dict[str, dict[str, float]]:
+        """{run_id: {name: the sum of the run's finite rows of that metric}} (the time a run's
+        loop spent per phase: a resume drops the rows after its checkpoint, so nothing counts
+        twice)."""
+        query = (select(Metric.run_id, Metric.name, func.sum(Metric.value))
+                 .where(Metric.name.in_(list(names))).group_by(Metric.run_id, Metric.name))
+        if experiment is not None:
+            query = query.join(Run, Run.id == Metric.run_id).where(Run.experiment == experiment)
+        out: dict[str, dict[str, float]] = {}
+        with self._read.connect() as conn:
+            for run_id, name, total in conn.execute(query):
+                if total is not None:  # NULL: every row of it was non-finite
+                    out.setdefault(run_id, {})[name] = float(total)
+        return out
+
     def latest_metrics(
         self, names: Sequence[str], experiment: str | None = None
     ) -> dict[str, dict[str, float | None]]:

@@ -1,0 +1,76 @@
+"""How much run time an experiment has left, from the time its finished runs took.
+
+A finished run's time is the sum of its loop's `time_<phase>_s` rows (what it spent acting,
+stepping the env, on replay, updates, evaluations and checkpoints; run.speed.PHASES). Its training
+steps, those after the prefill, take nearly all of it, so a rung's pace is seconds per training
+step, and an unfinished run needs its training steps left at its rung's median pace: a running
+run past its prefill at its own latest speed instead, which knows its machine. Finished runs of
+the experiment on other machines count alike: the figure is an estimate, in run time (divide by
+the workers that share it).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from blast_core.run.speed import PHASES
+
+TIME_METRICS = tuple(f"time_{p}_s" for p in PHASES)
+FINISHED = ("done", "cancelled", "failed")
+"""States whose runs have nothing left to do (a failed run is not rerun by `run-recipe`)."""
+
+
+@dataclass(frozen=True)
+class Left:
+    """The run time an experiment's unfinished runs need."""
+
+    seconds: float
+    """What the runs with an estimate need, in all."""
+    runs: int
+    """How many unfinished runs have an estimate."""
+    per_run: dict[str, float] = field(default_factory=dict)
+    """Per rung with a done run, the median time its done runs took."""
+    unknown: dict[str, int] = field(default_factory=dict)
+    """Per rung, the unfinished runs with no estimate (no finished run of the rung to time)."""
+
+
+def _schedule(run: Mapping[str, Any]) -> tuple[int, int]:
+    schedule = (run.get("config") or {}).get("schedule") or {}
+    return int(schedule.get("steps") or 0), int(schedule.get("prefill") or 0)
+
+
+def _spent(run: Mapping[str, Any], totals: Mapping[str, Mapping[str, float]]) -> float:
+    return sum(totals.get(run["id"], {}).get(name, 0.0) for name in TIME_METRICS)
+
+
+def time_left(runs: Sequence[Mapping[str, Any]], totals: Mapping[str, Mapping[str, float]],
+              speeds: Mapping[str, float | None]) -> Left:
+    """The run time left to an experiment's runs, given each run's summed time rows (`totals`)
+    and each running run's latest agent steps per second (`speeds`)."""
+    paces: dict[str, list[float]] = {}
+    whole: dict[str, list[float]] = {}
+    for run in runs:
+        (steps, prefill), spent = _schedule(run), _spent(run, totals)
+        if run["status"] == "done" and steps > prefill and spent > 0:
+            paces.setdefault(run["rung"], []).append(spent / (steps - prefill))
+            whole.setdefault(run["rung"], []).append(spent)
+    pace = {rung: statistics.median(v) for rung, v in paces.items()}
+    seconds, counted, unknown = 0.0, 0, {}
+    for run in runs:
+        steps, prefill = _schedule(run)
+        if run["status"] in FINISHED or not steps:
+            continue
+        step, speed = run.get("step") or 0, speeds.get(run["id"])
+        if run["status"] == "running" and step > prefill and speed and speed > 0:
+            seconds += max(steps - step, 0) / speed
+        elif run["rung"] in pace:
+            seconds += (steps - max(step, prefill)) * pace[run["rung"]]
+        else:
+            unknown[run["rung"]] = unknown.get(run["rung"], 0) + 1
+            continue
+        counted += 1
+    per_run = {rung: statistics.median(v) for rung, v in whole.items()}
+    return Left(seconds, counted, per_run, unknown)
