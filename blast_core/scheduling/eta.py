@@ -19,8 +19,9 @@ from typing import Any
 from blast_core.run.speed import PHASES
 
 TIME_METRICS = tuple(f"time_{p}_s" for p in PHASES)
-FINISHED = ("done", "cancelled", "failed")
-"""States whose runs have nothing left to do (a failed run is not rerun by `run-recipe`)."""
+FINISHED = ("done", "cancelled")
+"""States whose runs have nothing left to do: `run-recipe` and `resume` skip them (a failed run
+they start again)."""
 
 
 @dataclass(frozen=True)
