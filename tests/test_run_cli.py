@@ -137,6 +137,44 @@ def test_an_imported_done_run_is_not_run_again_by_its_ladder(finished, tmp_path)
     assert not (fresh / RUN_ID).exists()
 
 
+def test_an_imported_unfinished_run_starts_again_here_and_ends_as_it_would_have(finished,
+                                                                                tmp_path):
+    """An export taken while a run was at step 200 of 400, imported on a machine without its
+    folder: `blast resume` (or the recipe's next command) starts it again from its first step,
+    replacing the imported rows as it goes, and it ends with the rows the whole run made
+    (nothing counted twice, nothing lost)."""
+    there = tmp_path / "there"
+    shutil.copytree(finished, there)
+    whole = metric_rows(there, RUN_ID)
+    with store(there) as db:  # as the store looked at step 200, while the run was running
+        db.truncate_metrics(RUN_ID, 200)
+        db.set_status(RUN_ID, "running")
+        db.heartbeat(RUN_ID, 200)
+    out = tmp_path / "default.blast.json.gz"
+    made = subprocess.run(blast_cmd("export", "--experiment", "default", "--out", str(out),
+                                    "--results", str(there)), capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    here = tmp_path / "here"
+    took = subprocess.run(blast_cmd("import", str(out), "--results", str(here)),
+                          capture_output=True, text=True)
+    assert took.returncode == 0, took.stderr
+    assert store(here).run(RUN_ID)["status"] == "interrupted"
+    again = blast(here, "resume", RUN_ID, "--deterministic")  # as `finished` ran
+    assert again.returncode == 0, again.stderr
+    assert "(it ran on " in again.stderr and "starts again here from its first step" in again.stderr
+    assert store(here).run(RUN_ID)["status"] == "done"
+    assert metric_rows(here, RUN_ID).equals(whole)
+    # A run imported done has nothing to resume: said in one line, and nothing is written.
+    elsewhere = tmp_path / "elsewhere"
+    assert subprocess.run(blast_cmd("import", str(out), "--results", str(elsewhere)),
+                          capture_output=True).returncode == 0
+    with store(elsewhere) as db:
+        db.set_status(RUN_ID, "done")
+    done = blast(elsewhere, "resume", RUN_ID)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "is done (on " in done.stderr and not (elsewhere / RUN_ID).exists()
+
+
 def test_dmc_run_end_to_end(tmp_path):
     # Episodes of 50 agent steps so that a 200-step run holds four and trains after 100.
     result = blast(tmp_path, "run", "--env", "dmc:cartpole_swingup", "--rung", "dv2", "--seed",

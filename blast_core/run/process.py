@@ -54,10 +54,37 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
 
 
 def resume(run_id: str, root: Path, db: str, options: Options) -> str:
-    """`blast resume RUN`: continue a run from its last checkpoint with its stored config."""
-    spec, cfg = load_spec(root, run_id.strip("/"))
+    """`blast resume RUN`: continue a run from its last checkpoint with its stored config. A run
+    the store knows but whose folder is on another machine (imported) starts again here."""
+    run_id = run_id.strip("/")
+    if not (run_directory(root, run_id) / "run.json").exists():
+        _adopt(run_id, root, db, options)
+    spec, cfg = load_spec(root, run_id)
     check_device(options.device)
     return execute(spec, cfg, root, db, options)
+
+
+def _adopt(run_id: str, root: Path, db: str, options: Options) -> None:
+    """The folder of a run the store describes but that ran elsewhere (`blast import`), made
+    from its row as the scheduler makes a queued run's (`prepare`): with no checkpoint here it
+    starts from its first step, and its imported rows are replaced as it goes. Nothing happens
+    for a run the store does not know (`load_spec` then says there is none)."""
+    with connect(db) as store:
+        row = store.run(run_id)
+    if row is None:
+        return
+    if row["status"] == "done":
+        raise RunError(f"{run_id} is done (on {row['host'] or 'another machine'}, whose "
+                       f"{row['run_dir']} holds its folder): nothing to resume")
+    spec = RunSpec.make(row["env"], row["rung"], row["seed"], row["preset"],
+                        [f"{k}={v}" for k, v in (row["overrides"] or {}).items()],
+                        row["steps"], row["experiment"])
+    if spec.run_id != run_id:
+        raise RunError(f"the store's description of {run_id} names another run ({spec.run_id})")
+    prepare(spec, root, options.say)
+    host = row["host"] or "another machine"
+    options.say(f"note: {run_id} has no folder under {root} (it ran on {host} up to step "
+                f"{row['step']}): it starts again here from its first step")
 
 
 def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,
