@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from blast_core.config import RUNG_IDS
+from blast_core.scheduling.eta import Left
 from blast_core.scheduling.view import LogView, View, stamp
 
 STYLE = {"queued": "dim", "running": "cyan", "done": "green", "failed": "red",
@@ -79,6 +80,26 @@ def counts_line(rows: list[dict]) -> Text:
     return text
 
 
+def left_line(left: Left) -> Text | None:
+    """The run time runs have left (scheduling/eta.py), with what a done run of each rung took;
+    None when nothing is left."""
+    if not left.runs and not left.unknown:
+        return None
+    text = Text("left: ", style="bold")
+    if left.runs:
+        text.append(f"~{duration(left.seconds)} of run time for {left.runs} run"
+                    f"{'s' * (left.runs != 1)}")
+    if left.per_run:
+        order = sorted(left.per_run, key=lambda r: RUNG_IDS.index(r) if r in RUNG_IDS
+                       else len(RUNG_IDS))
+        each = ", ".join(f"{rung} {duration(left.per_run[rung])}" for rung in order)
+        text.append(f" (a done run took: {each})", style="dim")
+    if left.unknown:
+        rungs = ", ".join(f"{n} {r}" for r, n in left.unknown.items())
+        text.append(f"{'; ' if left.runs else ''}not yet timed (no done run of the rung): {rungs}")
+    return text
+
+
 class LiveView:
     """A rich table redrawn in place; events scroll above it."""
 
@@ -90,8 +111,11 @@ class LiveView:
     def event(self, text: str) -> None:
         self.live.console.print(f"[dim]{stamp()}[/] {text}", highlight=False)
 
-    def refresh(self, rows: list[dict], latest: dict[str, dict], where: dict[str, str]) -> None:
-        self.live.update(Group(run_table(rows, latest, where), counts_line(rows)), refresh=True)
+    def refresh(self, rows: list[dict], latest: dict[str, dict], where: dict[str, str],
+                left: Left | None = None) -> None:
+        parts = [run_table(rows, latest, where), counts_line(rows),
+                 left_line(left) if left else None]
+        self.live.update(Group(*[p for p in parts if p is not None]), refresh=True)
 
     def close(self) -> None:
         self.live.stop()

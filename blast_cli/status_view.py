@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from blast_cli.live import STYLE, counts_line, duration, time_left
+from blast_cli.live import STYLE, counts_line, left_line, time_left
 from blast_core.config import RUNG_IDS
 from blast_core.errors import BlastError
 from blast_core.scheduling import eta
@@ -98,27 +98,10 @@ def options_legend(runs: list[dict[str, Any]]) -> Text | None:
     return text
 
 
-def left_line(runs: list[dict[str, Any]], totals: dict[str, dict[str, float]],
+def left_text(runs: list[dict[str, Any]], totals: dict[str, dict[str, float]],
               latest: dict[str, dict]) -> Text | None:
-    """The run time the experiment's unfinished runs need (scheduling/eta.py), with what a
-    whole run of each rung took; None when every run has finished."""
-    speeds = {run_id: m.get(SPEED) for run_id, m in latest.items()}
-    left = eta.time_left(runs, totals, speeds)
-    if not left.runs and not left.unknown:
-        return None
-    text = Text("left: ", style="bold")
-    if left.runs:
-        text.append(f"~{duration(left.seconds)} of run time for {left.runs} run"
-                    f"{'s' * (left.runs != 1)}")
-    if left.per_run:
-        each = ", ".join(f"{r} {duration(s)}" for r, s in sorted(
-            left.per_run.items(), key=lambda kv: RUNG_IDS.index(kv[0])
-            if kv[0] in RUNG_IDS else len(RUNG_IDS)))
-        text.append(f" (a done run took: {each})", style="dim")
-    if left.unknown:
-        rungs = ", ".join(f"{n} {r}" for r, n in left.unknown.items())
-        text.append(f"{'; ' if left.runs else ''}not yet timed (no done run of the rung): {rungs}")
-    return text
+    """The run time the experiment's unfinished runs need; None when every run has finished."""
+    return left_line(eta.time_left(runs, totals, {k: m.get(SPEED) for k, m in latest.items()}))
 
 
 def failure_lines(runs: list[dict[str, Any]], width: int = 160) -> Text | None:
@@ -168,7 +151,7 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
         if runs:
             latest = store.latest_metrics([SCORE, SPEED], experiment=name)
             totals = store.metric_totals(eta.TIME_METRICS, experiment=name)
-            parts = [counts_line(runs), left_line(runs, totals, latest), options_legend(runs),
+            parts = [counts_line(runs), left_text(runs, totals, latest), options_legend(runs),
                      failure_lines(runs), slurm_lines(runs)]
             out.append((name, matrix(runs, latest),
                         Text("\n").join([p for p in parts if p is not None])))

@@ -178,6 +178,63 @@ def test_scheduler_never_packs_more_than_k_runs_on_a_gpu(tmp_path: Path) -> None
     assert {r["launches"] for r in store.runs("pack")} == {1}
 
 
+# A stand-in for `blast run` that spends 50 s of loop time (as its time rows say) on its 100
+# steps, in 1.5 s of wall time: longer than the scheduler's refresh interval.
+TIMED_RUN = textwrap.dedent("""
+    import sys, time
+    from blast_core.store import Store
+    run_id, url = sys.argv[1:3]
+    store = Store.open(url)
+    store.set_status(run_id, "running")
+    time.sleep(1.5)
+    store.append_metrics(run_id, [(100, 100, "time_update_s", 45.0),
+                                  (100, 100, "time_env_s", 5.0)])
+    store.heartbeat(run_id, 100)
+    store.set_status(run_id, "done")
+""")
+
+
+class Recording:
+    """A View that keeps what the scheduler showed it."""
+
+    def __init__(self) -> None:
+        self.lefts: list = []
+
+    def event(self, text: str) -> None:
+        pass
+
+    def refresh(self, rows, latest, where, left=None) -> None:
+        self.lefts.append(left)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_scheduler_shows_the_run_time_left_as_runs_finish(tmp_path: Path) -> None:
+    from blast_core.scheduling.eta import Left
+
+    url = f"sqlite:///{tmp_path / 'blast.db'}"
+    store = Store.open(url)
+    jobs = []
+    for i in range(3):
+        run_id = f"eta/r{i}"
+        store.upsert_run(run_id, experiment="eta", env="minigrid:unmodified", rung="dv2", seed=i,
+                         preset="tiny", config={"schedule": {"steps": 100, "prefill": 0}},
+                         run_dir=str(tmp_path / run_id))
+        jobs.append(Job(run_id, ()))
+    view = Recording()
+    scheduler = Scheduler(store, jobs, plan_slots(Placement(workers=1), cpus=1), tmp_path,
+                          lambda job, slot: [sys.executable, "-c", TIMED_RUN, job.run_id, url],
+                          view=view)
+    scheduler.left_every_s = 0.0
+    assert set(scheduler.run().values()) == {"done"}
+    # Nothing done: no pace yet. One done (50 s): the other two at its pace; then one left.
+    assert view.lefts[0] == Left(0.0, 0, {}, {"dv2": 3})
+    assert Left(100.0, 2, {"dv2": 50.0}, {}) in view.lefts
+    assert Left(50.0, 1, {"dv2": 50.0}, {}) in view.lefts
+    assert view.lefts[-1] == Left(0.0, 0, {"dv2": 50.0}, {})
+
+
 def test_run_ladder_pins_each_run_to_one_gpu(tmp_path: Path) -> None:
     """`--gpus 0 --gpus 1 --per-gpu 2` on a machine without GPUs, taken to have two: every run
     gets its GPU's environment and `--device cuda:0`, two runs per GPU; each then fails with

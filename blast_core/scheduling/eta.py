@@ -48,12 +48,15 @@ def _spent(run: Mapping[str, Any], totals: Mapping[str, Mapping[str, float]]) ->
 
 
 def time_left(runs: Sequence[Mapping[str, Any]], totals: Mapping[str, Mapping[str, float]],
-              speeds: Mapping[str, float | None]) -> Left:
-    """The run time left to an experiment's runs, given each run's summed time rows (`totals`)
-    and each running run's latest agent steps per second (`speeds`)."""
+              speeds: Mapping[str, float | None],
+              timed: Sequence[Mapping[str, Any]] | None = None) -> Left:
+    """The run time left to `runs`, given each run's summed time rows (`totals`) and each
+    running run's latest agent steps per second (`speeds`); the paces come from the done runs
+    among `timed` (default: `runs`; the scheduler passes its experiments' runs, so that runs
+    done by an earlier command count)."""
     paces: dict[str, list[float]] = {}
     whole: dict[str, list[float]] = {}
-    for run in runs:
+    for run in runs if timed is None else timed:
         (steps, prefill), spent = _schedule(run), _spent(run, totals)
         if run["status"] == "done" and steps > prefill and spent > 0:
             paces.setdefault(run["rung"], []).append(spent / (steps - prefill))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from blast_core.scheduling import eta
 from blast_core.scheduling.jobs import Job
 from blast_core.scheduling.slots import Slot, slot_env
 from blast_core.scheduling.view import LogView, View
@@ -89,6 +90,8 @@ class Scheduler:
         self.poll_s, self.grace_s = poll_s, grace_s
         self.pending = collections.deque(jobs)
         self.run_ids = [j.run_id for j in jobs]
+        self._left: tuple[float, eta.Left] | None = None
+        self.left_every_s = 30.0  # the time rows come every log interval; their sums cost
         self.active: dict[int, Active] = {}  # slot index -> run
         self.launches: collections.Counter[str] = collections.Counter()
         self.stop_signal = 0
@@ -235,7 +238,20 @@ class Scheduler:
         rows = [r for r in self.store.runs() if r["id"] in mine]
         latest = self.store.latest_metrics(["eval_score", "steps_per_s", "peak_mem_mb"])
         where = {a.job.run_id: a.slot.label for a in self.active.values()}
-        self.view.refresh(rows, latest, where)
+        self.view.refresh(rows, latest, where, self._time_left(rows, latest))
+
+    def _time_left(self, rows: list[dict], latest: dict[str, dict]) -> eta.Left:
+        """The run time the runs have left, summed from the store at most every `left_every_s`
+        (the loop's time rows come every log interval; the sums read every time row of a run)."""
+        if self._left is None or time.monotonic() - self._left[0] >= self.left_every_s:
+            experiments = {r["experiment"] for r in rows}
+            timed = [r for r in self.store.runs() if r["experiment"] in experiments]
+            totals = {}
+            for name in experiments:
+                totals.update(self.store.metric_totals(eta.TIME_METRICS, experiment=name))
+            speeds = {k: m.get("steps_per_s") for k, m in latest.items()}
+            self._left = (time.monotonic(), eta.time_left(rows, totals, speeds, timed))
+        return self._left[1]
 
 
 def _parent_death(signum: int) -> Callable[[], None] | None:

@@ -7,13 +7,17 @@ import datetime as dt
 import sys
 from typing import Protocol, TextIO
 
+from blast_core.scheduling.eta import Left
+
 
 class View(Protocol):
     def event(self, text: str) -> None:
         """Something happened to a run (started, ended, retried)."""
 
-    def refresh(self, rows: list[dict], latest: dict[str, dict], where: dict[str, str]) -> None:
-        """The runs' rows, their latest metrics and the slot of each active one."""
+    def refresh(self, rows: list[dict], latest: dict[str, dict], where: dict[str, str],
+                left: Left | None = None) -> None:
+        """The runs' rows, their latest metrics, the slot of each active one and the run time
+        they have left."""
 
     def close(self) -> None: ...
 
@@ -31,7 +35,8 @@ class LogView:
     def event(self, text: str) -> None:
         print(f"[{stamp()}] {text}", file=self.stream, flush=True)
 
-    def refresh(self, rows: list[dict], latest: dict[str, dict], where: dict[str, str]) -> None:
+    def refresh(self, rows: list[dict], latest: dict[str, dict], where: dict[str, str],
+                left: Left | None = None) -> None:
         pass
 
     def close(self) -> None:
