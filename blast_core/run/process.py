@@ -32,7 +32,7 @@ from blast_core.run.loop import (
 )
 from blast_core.run.sinks import RunInfo, make_sinks, recorded_backends
 from blast_core.run.spec import Options, RunError, RunSpec, load_spec, prepare, run_directory
-from blast_core.store import connect
+from blast_core.store import StoreError, connect
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 """Signals that make a run checkpoint and stop. SLURM signals every process of a job step, so
@@ -69,8 +69,11 @@ def _adopt(run_id: str, root: Path, db: str, options: Options) -> None:
     from its row as the scheduler makes a queued run's (`prepare`): with no checkpoint here it
     starts from its first step, and its imported rows are replaced as it goes. Nothing happens
     for a run the store does not know (`load_spec` then says there is none)."""
-    with connect(db) as store:
-        row = store.run(run_id)
+    try:
+        with connect(db, existing=True) as store:
+            row = store.run(run_id)
+    except StoreError:  # no database here either: `load_spec` says there is no such run
+        return
     if row is None:
         return
     if row["status"] == "done":
