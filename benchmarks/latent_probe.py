@@ -10,14 +10,15 @@ rendering (the environment says where the agent is; nothing is read from pixels)
 For each run: 2N sequences of the real env under seeded uniform random actions (an episode's end
 starts the next one, marked as the replay marks it), filtered by the run's posterior from its
 latest checkpoint. Targets, from the environment at each frame: the agent's cell (16 interior
-cells) and direction (4). Features at each frame t (t >= BURN_IN, so the filter has seen a few
-frames): `post` [z_t, h_t] (the posterior of the frame it has seen), `deter` h_t alone (what the
-recurrent state carries, before z_t), and `prior` [ẑ_t, h_t] (the one-step prediction from t−1's
-posterior and the action: the most likely ẑ_t, without the frame). The classifier is multinomial
-logistic regression on standardised features (L2, full-batch L-BFGS), fitted on the first N
-sequences and scored on the other N; `post_mlp` reads `post` with a one-hidden-layer network
-instead (a latent can hold what no linear read finds). `chance` is the test accuracy of always
-naming the most common training class.
+cells), its direction (4), and what the cell it faces holds (`front`: nothing, a wall, an
+obstacle or the goal: where a forward step leads). Features at each frame t (t >= BURN_IN, so
+the filter has seen a few frames): `post` [z_t, h_t] (the posterior of the frame it has seen),
+`deter` h_t alone (what the recurrent state carries, before z_t), and `prior` [ẑ_t, h_t] (the
+one-step prediction from t−1's posterior and the action: the most likely ẑ_t, without the
+frame). The classifier is multinomial logistic regression on standardised features (L2,
+full-batch L-BFGS), fitted on the first N sequences and scored on the other N; `post_mlp` reads
+`post` with a one-hidden-layer network instead (a latent can hold what no linear read finds).
+`chance` is the test accuracy of always naming the most common training class.
 
     .venv/bin/python benchmarks/latent_probe.py RUN_DIR ... [--sequences 96] [--untrained]
         [--json out.json]
@@ -54,10 +55,23 @@ MLP_WIDTH, MLP_EPOCHS = 256, 60
 """The nonlinear probe of `post`: what a linear one misses may still be there."""
 
 
+FRONT = {None: 0, "wall": 1, "ball": 2, "goal": 3}
+"""What the cell the agent faces holds: where a forward step leads (nowhere, a collision, the
+goal) is what a policy must foresee."""
+
+
+def front_of(grid_env: Any) -> int:
+    """The FRONT class of the cell in front of a MiniGrid env's agent."""
+    thing = grid_env.grid.get(*grid_env.front_pos)
+    return FRONT[thing.type if thing is not None else None]
+
+
 def collect(env_id: str, env_cfg: Any, n: int, first_seed: int) -> dict[str, np.ndarray]:
     """n sequences of LENGTH frames under random actions, in the replay's format (the action that
-    led to a frame, zeros at a reset), with the agent's cell and direction at each frame."""
-    out: dict[str, list] = {"image": [], "action": [], "is_first": [], "cell": [], "dir": []}
+    led to a frame, zeros at a reset), with the agent's cell and direction and what it faces at
+    each frame."""
+    out: dict[str, list] = {"image": [], "action": [], "is_first": [], "cell": [], "dir": [],
+                            "front": []}
     for i in range(n):
         env = make(env_id, first_seed + i, env_cfg)
         rng = np.random.default_rng(first_seed + i)
@@ -68,7 +82,8 @@ def collect(env_id: str, env_cfg: Any, n: int, first_seed: int) -> dict[str, np.
         for _ in range(LENGTH):
             x, y = env.base.agent_pos  # column, row of the 6 x 6 grid; 1..4 inside the walls
             for k, v in (("image", obs), ("action", action), ("is_first", first),
-                         ("cell", 4 * (y - 1) + (x - 1)), ("dir", env.base.agent_dir)):
+                         ("cell", 4 * (y - 1) + (x - 1)), ("dir", env.base.agent_dir),
+                         ("front", front_of(env.base))):
                 seq[k].append(v)
             a = int(rng.integers(size))
             obs, _, terminated, truncated, _ = env.step(a)
@@ -157,7 +172,7 @@ def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
     fx = {k: v[keep_tr] for k, v in features(agent, train).items()}
     tx = {k: v[keep_te] for k, v in features(agent, test).items()}
     out: dict[str, Any] = {}
-    for target, classes in (("cell", 16), ("dir", 4)):
+    for target, classes in (("cell", 16), ("dir", 4), ("front", len(FRONT))):
         ytr = torch.as_tensor(train[target][:, BURN_IN:]).flatten().long()[keep_tr]
         yte = torch.as_tensor(test[target][:, BURN_IN:]).flatten().long()[keep_te]
         out[target] = {name: fit_and_score(fx[name], ytr, tx[name], yte, classes)
@@ -180,16 +195,16 @@ def main() -> None:
     rows = []
     names = ("post", "deter", "prior", "post_mlp", "chance")
     print(f"{'run':46} {'step':>6}  cell: post deter prior mlp chance   "
-          "dir: post deter prior mlp chance", flush=True)
+          "dir: post deter prior mlp chance   front: post deter prior mlp chance", flush=True)
     for run in args.runs:
         try:
             r = measure(run, args.sequences, args.untrained)
         except BlastError as e:
             raise SystemExit(f"error: {e}") from None
         rows.append(r)
-        c, d = r["cell"], r["dir"]
-        print(f"{r['run']:46} {r['step']:>6}        " + " ".join(f"{c[k]:.2f}" for k in names)
-              + "        " + " ".join(f"{d[k]:.2f}" for k in names), flush=True)
+        print(f"{r['run']:46} {r['step']:>6}" + "".join(
+            "        " + " ".join(f"{r[t][k]:.2f}" for k in names)
+            for t in ("cell", "dir", "front")), flush=True)
     if args.json:
         out = {"length": LENGTH, "burn_in": BURN_IN, "l2": L2, "mlp_width": MLP_WIDTH,
                "mlp_epochs": MLP_EPOCHS, "untrained": args.untrained, "runs": rows}

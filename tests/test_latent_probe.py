@@ -34,6 +34,14 @@ def test_the_cell_it_names_is_where_the_frame_draws_the_agent(probe):
                 // tracking.CELL).long().T
     assert torch.equal(4 * (row - 1) + (col - 1), torch.as_tensor(data["cell"]).flatten())
     assert len(np.unique(data["cell"])) > 4 and set(np.unique(data["dir"])) <= {0, 1, 2, 3}
+    # What the agent faces: a wall exactly when it stands at the edge of the 4 x 4 interior and
+    # faces out (direction 0 right, 1 down, 2 left, 3 up); obstacles and the goal elsewhere.
+    cell, heading, front = (data[k].flatten() for k in ("cell", "dir", "front"))
+    col, row = cell % 4, cell // 4
+    outward = (((heading == 0) & (col == 3)) | ((heading == 1) & (row == 3))
+               | ((heading == 2) & (col == 0)) | ((heading == 3) & (row == 0)))
+    assert np.array_equal(front == probe.FRONT["wall"], outward)
+    assert {probe.FRONT[None], probe.FRONT["ball"]} <= set(np.unique(front))
     # The replay's format: a reset's frame has no action; every other frame the one that led to it.
     first, action = data["is_first"], data["action"]
     assert first[:, 0].all() and (action[first] == 0).all()
