@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -150,6 +151,8 @@ def test_an_imported_unfinished_run_starts_again_here_and_ends_as_it_would_have(
         db.truncate_metrics(RUN_ID, 200)
         db.set_status(RUN_ID, "running")
         db.heartbeat(RUN_ID, 200)
+    with sqlite3.connect(there / "blast.db") as conn:  # ... on another machine
+        conn.execute("UPDATE runs SET run_dir = ?", (f"/elsewhere/{RUN_ID}",))
     out = tmp_path / "default.blast.json.gz"
     made = subprocess.run(blast_cmd("export", "--experiment", "default", "--out", str(out),
                                     "--results", str(there)), capture_output=True, text=True)
@@ -164,6 +167,11 @@ def test_an_imported_unfinished_run_starts_again_here_and_ends_as_it_would_have(
     assert "(it ran on " in again.stderr and "starts again here from its first step" in again.stderr
     assert store(here).run(RUN_ID)["status"] == "done"
     assert metric_rows(here, RUN_ID).equals(whole)
+    # The database right, the results root wrong: the run's folder is found, not started over.
+    (tmp_path / "wrong").mkdir()
+    wrong = blast(tmp_path / "wrong", "resume", RUN_ID, "--db", f"sqlite:///{here / 'blast.db'}")
+    assert wrong.returncode == 2 and f"--results {here.resolve()}" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "wrong" / RUN_ID).exists()
     # A run imported done has nothing to resume: said in one line, and nothing is written.
     elsewhere = tmp_path / "elsewhere"
     assert subprocess.run(blast_cmd("import", str(out), "--results", str(elsewhere)),

@@ -76,6 +76,11 @@ def _adopt(run_id: str, root: Path, db: str, options: Options) -> None:
         return
     if row is None:
         return
+    there = Path(row["run_dir"] or "")
+    if row["run_dir"] and (there / "run.json").exists():  # here after all, under another root
+        root_there = there.parents[len(Path(run_id).parts) - 1]
+        raise RunError(f"{run_id} lives under {root_there}, not {root}: resume it with "
+                       f"--results {root_there}")
     if row["status"] == "done":
         raise RunError(f"{run_id} is done (on {row['host'] or 'another machine'}, whose "
                        f"{row['run_dir']} holds its folder): nothing to resume")
