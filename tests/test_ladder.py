@@ -146,15 +146,23 @@ RECORDER = textwrap.dedent("""
 """)
 
 
+def stand_in_jobs(store: Store, experiment: str, n: int, tmp_path: Path,
+                  config: dict | None = None) -> list[Job]:
+    """n dv2 runs r0 ... of `experiment` in the store, as jobs for a stand-in command."""
+    jobs = []
+    for i in range(n):
+        run_id = f"{experiment}/r{i}"
+        store.upsert_run(run_id, experiment=experiment, env="minigrid:unmodified", rung="dv2",
+                         seed=i, preset="tiny", config=config or {},
+                         run_dir=str(tmp_path / run_id))
+        jobs.append(Job(run_id, ()))
+    return jobs
+
+
 def test_scheduler_never_packs_more_than_k_runs_on_a_gpu(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'blast.db'}"
     store = Store.open(url)
-    jobs = []
-    for i in range(7):
-        run_id = f"pack/r{i}"
-        store.upsert_run(run_id, experiment="pack", env="minigrid:unmodified", rung="dv2",
-                         seed=i, preset="tiny", config={}, run_dir=str(tmp_path / run_id))
-        jobs.append(Job(run_id, ()))
+    jobs = stand_in_jobs(store, "pack", 7, tmp_path)
     out = tmp_path / "records.jsonl"
 
     def command(job: Job, slot) -> list[str]:
@@ -215,13 +223,7 @@ def test_the_scheduler_shows_the_run_time_left_as_runs_finish(tmp_path: Path) ->
 
     url = f"sqlite:///{tmp_path / 'blast.db'}"
     store = Store.open(url)
-    jobs = []
-    for i in range(3):
-        run_id = f"eta/r{i}"
-        store.upsert_run(run_id, experiment="eta", env="minigrid:unmodified", rung="dv2", seed=i,
-                         preset="tiny", config={"schedule": {"steps": 100, "prefill": 0}},
-                         run_dir=str(tmp_path / run_id))
-        jobs.append(Job(run_id, ()))
+    jobs = stand_in_jobs(store, "eta", 3, tmp_path, {"schedule": {"steps": 100, "prefill": 0}})
     view = Recording()
     scheduler = Scheduler(store, jobs, plan_slots(Placement(workers=1), cpus=1), tmp_path,
                           lambda job, slot: [sys.executable, "-c", TIMED_RUN, job.run_id, url],

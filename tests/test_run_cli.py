@@ -118,17 +118,24 @@ def test_running_a_finished_run_again_changes_nothing(finished, tmp_path):
     assert store(root).run(RUN_ID) == row  # not even its heartbeat or commit was touched
 
 
+def moved(source: Path, target: Path, tmp_path: Path) -> Path:
+    """`blast export` of the default experiment under `source`, then `blast import` of it into a
+    fresh `target` (another machine's results root); returns the export file."""
+    out = tmp_path / "default.blast.json.gz"
+    made = subprocess.run(blast_cmd("export", "--experiment", "default", "--out", str(out),
+                                    "--results", str(source)), capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    took = subprocess.run(blast_cmd("import", str(out), "--results", str(target)),
+                          capture_output=True, text=True)
+    assert took.returncode == 0 and "1 runs added" in took.stdout, took.stderr
+    return out
+
+
 def test_an_imported_done_run_is_not_run_again_by_its_ladder(finished, tmp_path):
     """The next session's machine: the exported runs imported into a fresh results root, then the
     same ladder command skips them (their folders are on the machine that ran them)."""
-    out = tmp_path / "default.blast.json.gz"
-    made = subprocess.run(blast_cmd("export", "--experiment", "default", "--out", str(out),
-                                    "--results", str(finished)), capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
     fresh = tmp_path / "fresh"
-    took = subprocess.run(blast_cmd("import", str(out), "--results", str(fresh)),
-                          capture_output=True, text=True)
-    assert took.returncode == 0 and "1 runs added" in took.stdout, took.stderr
+    moved(finished, fresh, tmp_path)
     before = metric_rows(fresh, RUN_ID)
     ladder = blast(fresh, "run-ladder", "--env", "minigrid:unmodified", "--rungs", "ar_prior",
                    "--seeds", "1", "--preset", "tiny", "--workers", "1")
@@ -153,14 +160,8 @@ def test_an_imported_unfinished_run_starts_again_here_and_ends_as_it_would_have(
         db.heartbeat(RUN_ID, 200)
     with sqlite3.connect(there / "blast.db") as conn:  # ... on another machine
         conn.execute("UPDATE runs SET run_dir = ?", (f"/elsewhere/{RUN_ID}",))
-    out = tmp_path / "default.blast.json.gz"
-    made = subprocess.run(blast_cmd("export", "--experiment", "default", "--out", str(out),
-                                    "--results", str(there)), capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
     here = tmp_path / "here"
-    took = subprocess.run(blast_cmd("import", str(out), "--results", str(here)),
-                          capture_output=True, text=True)
-    assert took.returncode == 0, took.stderr
+    out = moved(there, here, tmp_path)
     assert store(here).run(RUN_ID)["status"] == "interrupted"
     again = blast(here, "resume", RUN_ID, "--deterministic")  # as `finished` ran
     assert again.returncode == 0, again.stderr
