@@ -98,12 +98,6 @@ def options_legend(runs: list[dict[str, Any]]) -> Text | None:
     return text
 
 
-def left_text(runs: list[dict[str, Any]], totals: dict[str, dict[str, float]],
-              latest: dict[str, dict]) -> Text | None:
-    """The run time the experiment's unfinished runs need; None when every run has finished."""
-    return left_line(eta.time_left(runs, totals, {k: m.get(SPEED) for k, m in latest.items()}))
-
-
 def failure_lines(runs: list[dict[str, Any]], width: int = 160) -> Text | None:
     """Why each failed or crashed run stopped (the first line of its stored error), one line
     per run; None when no run failed."""
@@ -151,8 +145,8 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
         if runs:
             latest = store.latest_metrics([SCORE, SPEED], experiment=name)
             totals = store.metric_totals(eta.TIME_METRICS, experiment=name)
-            parts = [counts_line(runs), left_text(runs, totals, latest), options_legend(runs),
-                     failure_lines(runs), slurm_lines(runs)]
+            parts = [counts_line(runs), left_line(eta.estimate(runs, totals, latest)),
+                     options_legend(runs), failure_lines(runs), slurm_lines(runs)]
             out.append((name, matrix(runs, latest),
                         Text("\n").join([p for p in parts if p is not None])))
     return out

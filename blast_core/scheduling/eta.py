@@ -19,6 +19,7 @@ from typing import Any
 from blast_core.run.speed import PHASES
 
 TIME_METRICS = tuple(f"time_{p}_s" for p in PHASES)
+SPEED = "steps_per_s"
 FINISHED = ("done", "cancelled")
 """States whose runs have nothing left to do: `run-recipe` and `resume` skip them (a failed run
 they start again)."""
@@ -47,13 +48,13 @@ def _spent(run: Mapping[str, Any], totals: Mapping[str, Mapping[str, float]]) ->
     return sum(totals.get(run["id"], {}).get(name, 0.0) for name in TIME_METRICS)
 
 
-def time_left(runs: Sequence[Mapping[str, Any]], totals: Mapping[str, Mapping[str, float]],
-              speeds: Mapping[str, float | None],
-              timed: Sequence[Mapping[str, Any]] | None = None) -> Left:
-    """The run time left to `runs`, given each run's summed time rows (`totals`) and each
-    running run's latest agent steps per second (`speeds`); the paces come from the done runs
-    among `timed` (default: `runs`; the scheduler passes its experiments' runs, so that runs
-    done by an earlier command count)."""
+def estimate(runs: Sequence[Mapping[str, Any]], totals: Mapping[str, Mapping[str, float]],
+             latest: Mapping[str, Mapping[str, float | None]],
+             timed: Sequence[Mapping[str, Any]] | None = None) -> Left:
+    """The run time left to `runs`, given each run's summed time rows (`totals`) and its latest
+    metrics (`latest`: a running run's `steps_per_s`); the paces come from the done runs among
+    `timed` (default: `runs`; the scheduler passes its experiments' runs, so that runs done by
+    an earlier command count)."""
     paces: dict[str, list[float]] = {}
     whole: dict[str, list[float]] = {}
     for run in runs if timed is None else timed:
@@ -67,7 +68,7 @@ def time_left(runs: Sequence[Mapping[str, Any]], totals: Mapping[str, Mapping[st
         steps, prefill = _schedule(run)
         if run["status"] in FINISHED or not steps:
             continue
-        step, speed = run.get("step") or 0, speeds.get(run["id"])
+        step, speed = run.get("step") or 0, latest.get(run["id"], {}).get(SPEED)
         if run["status"] == "running" and step > prefill and speed and speed > 0:
             seconds += max(steps - step, 0) / speed
         elif run["rung"] in pace:

@@ -249,8 +249,7 @@ class Scheduler:
             totals = {}
             for name in experiments:
                 totals.update(self.store.metric_totals(eta.TIME_METRICS, experiment=name))
-            speeds = {k: m.get("steps_per_s") for k, m in latest.items()}
-            self._left = (time.monotonic(), eta.time_left(rows, totals, speeds, timed))
+            self._left = (time.monotonic(), eta.estimate(rows, totals, latest, timed))
         return self._left[1]
 
 
