@@ -123,9 +123,10 @@ def _standardised(train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Te
     return (train_x - mean) / std, (test_x - mean) / std
 
 
-def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                  test_y: torch.Tensor, classes: int) -> float:
-    """Test accuracy of multinomial logistic regression fitted on the training rows."""
+def fit_and_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                  classes: int) -> torch.Tensor:
+    """Test rows' classes as named by multinomial logistic regression fitted on the training
+    rows."""
     train_x, test_x = _standardised(train_x, test_x)
     weight = torch.zeros(train_x.shape[1], classes, requires_grad=True)
     bias = torch.zeros(classes, requires_grad=True)
@@ -139,13 +140,14 @@ def fit_and_score(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
 
     opt.step(closure)
     with torch.no_grad():
-        return float(((test_x @ weight + bias).argmax(1) == test_y).float().mean())
+        return (test_x @ weight + bias).argmax(1)
 
 
-def fit_and_score_mlp(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                      test_y: torch.Tensor, classes: int) -> float:
-    """Test accuracy of a one-hidden-layer network (MLP_WIDTH ReLU units, Adam, MLP_EPOCHS
-    epochs of minibatches of 128, fixed in advance: nothing is chosen on the test rows)."""
+def fit_and_predict_mlp(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                      classes: int) -> torch.Tensor:
+    """Test rows' classes as named by a one-hidden-layer network (MLP_WIDTH ReLU units, Adam,
+    MLP_EPOCHS epochs of minibatches of 128, fixed in advance: nothing is chosen on the test
+    rows)."""
     train_x, test_x = _standardised(train_x, test_x)
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -158,7 +160,18 @@ def fit_and_score_mlp(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torc
             F.cross_entropy(net(train_x[idx]), train_y[idx]).backward()
             opt.step()
     with torch.no_grad():
-        return float((net(test_x).argmax(1) == test_y).float().mean())
+        return net(test_x).argmax(1)
+
+
+def accuracy(named: torch.Tensor, truth: torch.Tensor) -> float:
+    return (named == truth).double().mean().item()
+
+
+def recall(named: torch.Tensor, truth: torch.Tensor, classes: dict) -> dict[str, float | None]:
+    """Per class, the share of its test rows named right (None where the test has none): an
+    accuracy near the majority class's share can hide a class the latent never tells apart."""
+    return {str(k): accuracy(named[truth == i], truth[truth == i]) if (truth == i).any() else None
+            for k, i in classes.items()}
 
 
 def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
@@ -175,12 +188,21 @@ def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
     for target, classes in (("cell", 16), ("dir", 4), ("front", len(FRONT))):
         ytr = torch.as_tensor(train[target][:, BURN_IN:]).flatten().long()[keep_tr]
         yte = torch.as_tensor(test[target][:, BURN_IN:]).flatten().long()[keep_te]
-        out[target] = {name: fit_and_score(fx[name], ytr, tx[name], yte, classes)
-                       for name in fx}
-        out[target]["post_mlp"] = fit_and_score_mlp(fx["post"], ytr, tx["post"], yte, classes)
+        named = {name: fit_and_predict(fx[name], ytr, tx[name], classes) for name in fx}
+        named["post_mlp"] = fit_and_predict_mlp(fx["post"], ytr, tx["post"], classes)
+        out[target] = {name: accuracy(y, yte) for name, y in named.items()}
         out[target]["chance"] = float((yte == torch.bincount(ytr).argmax()).float().mean())
+        if target == "front":
+            out["front_recall"] = {name: recall(named[name], yte, FRONT)
+                                   for name in ("post", "post_mlp")}
+            out["front_recall"]["share"] = {
+                str(k): float((yte == i).float().mean()) for k, i in FRONT.items()}
     return {"run": run_dir.name, "env": spec.env, "rung": spec.rung, "seed": spec.seed,
             "step": step, "sequences": n, "frames": int(fx["post"].shape[0]), **out}
+
+
+def _two(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def main() -> None:
@@ -205,6 +227,10 @@ def main() -> None:
         print(f"{r['run']:46} {r['step']:>6}" + "".join(
             "        " + " ".join(f"{r[t][k]:.2f}" for k in names)
             for t in ("cell", "dir", "front")), flush=True)
+        rec = r["front_recall"]
+        print(f"{'':53}front recall, post / mlp (share of test frames): " + ", ".join(
+            f"{k}: {_two(rec['post'][k])} / {_two(rec['post_mlp'][k])} ({rec['share'][k]:.2f})"
+            for k in rec["share"]), flush=True)
     if args.json:
         out = {"length": LENGTH, "burn_in": BURN_IN, "l2": L2, "mlp_width": MLP_WIDTH,
                "mlp_epochs": MLP_EPOCHS, "untrained": args.untrained, "runs": rows}

@@ -54,10 +54,11 @@ def test_the_classifier_reads_what_features_hold_and_nothing_more(probe):
     noise = torch.randn(2000, 40, generator=gen)
     holding = torch.cat([torch.eye(16)[labels] + 0.15 * noise[:, :16], noise[:, 16:]], 1)
     train, test = slice(0, 1000), slice(1000, 2000)
-    assert probe.fit_and_score(holding[train], labels[train], holding[test], labels[test],
-                               16) > 0.95
+    named = probe.fit_and_predict(holding[train], labels[train], holding[test], 16)
+    assert probe.accuracy(named, labels[test]) > 0.95
     # Features independent of the labels: no better than guessing, on rows it was not fitted on.
-    assert probe.fit_and_score(noise[train], labels[train], noise[test], labels[test], 16) < 0.15
+    named = probe.fit_and_predict(noise[train], labels[train], noise[test], 16)
+    assert probe.accuracy(named, labels[test]) < 0.15
 
 
 def test_the_mlp_probe_reads_what_no_linear_read_finds(probe):
@@ -66,5 +67,18 @@ def test_the_mlp_probe_reads_what_no_linear_read_finds(probe):
     x = torch.randn(4000, 8, generator=gen)
     labels = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
     train, test = slice(0, 2000), slice(2000, 4000)
-    assert probe.fit_and_score(x[train], labels[train], x[test], labels[test], 2) < 0.6
-    assert probe.fit_and_score_mlp(x[train], labels[train], x[test], labels[test], 2) > 0.9
+    assert probe.accuracy(probe.fit_and_predict(x[train], labels[train], x[test], 2),
+                          labels[test]) < 0.6
+    assert probe.accuracy(probe.fit_and_predict_mlp(x[train], labels[train], x[test], 2),
+                          labels[test]) > 0.9
+
+
+def test_recall_finds_the_rare_class_a_high_accuracy_hides(probe):
+    # 90 rows of class 0 and 10 of class 2, all named 0: accuracy 0.9, the rare class never seen.
+    truth = torch.tensor([0] * 90 + [2] * 10)
+    named = torch.zeros(100, dtype=torch.long)
+    assert probe.accuracy(named, truth) == 0.9
+    assert probe.recall(named, truth, {"a": 0, "b": 1, "c": 2}) == {"a": 1.0, "b": None,
+                                                                    "c": 0.0}
+    named[95:] = 2
+    assert probe.recall(named, truth, {"a": 0, "c": 2})["c"] == 0.5
