@@ -207,12 +207,15 @@ class Recording:
 
     def __init__(self) -> None:
         self.lefts: list = []
+        self.wheres: list = []
+        self.events: list = []
 
     def event(self, text: str) -> None:
-        pass
+        self.events.append(text)
 
     def refresh(self, rows, latest, where, left=None) -> None:
         self.lefts.append(left)
+        self.wheres.append(where)
 
     def close(self) -> None:
         pass
@@ -228,7 +231,7 @@ def test_the_scheduler_shows_the_run_time_left_as_runs_finish(tmp_path: Path) ->
     scheduler = Scheduler(store, jobs, plan_slots(Placement(workers=1), cpus=1), tmp_path,
                           lambda job, slot: [sys.executable, "-c", TIMED_RUN, job.run_id, url],
                           view=view)
-    scheduler.left_every_s = 0.0
+    scheduler.watch.left_every_s = 0.0
     assert set(scheduler.run().values()) == {"done"}
     # Nothing done: no pace yet. One done (50 s): the other two at its pace; then one left.
     assert view.lefts[0] == Left(0.0, 0, {}, {"dv2": 3})
@@ -500,16 +503,33 @@ def test_commands_that_read_runs_never_create_a_database(
 # --- SLURM's path through submitit's local executor ----------------------------------------------
 
 
-def test_submitit_local_executor_takes_a_tiny_run_to_done(tmp_path: Path) -> None:
-    results, url, loc = where(tmp_path)
-    done = blast("run-ladder", "--env", ENVS[0], "--rungs", "ar_prior", "--seeds", 1, *TINY,
-                 "--executor", "submitit-local", "--gpus-per-job", 0, "--cpus-per-job", 1,
-                 "--experiment", "sub", "--no-progress", *loc)
-    assert done.returncode == 0, done.stderr
-    assert "submitted 1 job(s)" in done.stderr
-    (run,) = Store.open(url).runs("sub")
-    assert run["status"] == "done" and run["step"] == 150 and run["launches"] == 1
+def test_submitit_local_executor_takes_a_tiny_run_to_done_and_shows_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SLURM path's jobs through submitit's local executor; while it waits, the view shows
+    the run (its slot: its job) and the time left."""
+    from blast_core.scheduling import slurm
+    from blast_core.scheduling.eta import Left
+    from blast_core.scheduling.execution import SlurmOptions
+
+    monkeypatch.setattr(slurm, "POLL_S", 0.2)
+    results, url, _ = where(tmp_path)
+    (spec,) = grid([ENVS[0]], ["ar_prior"], [0], "tiny", "sub", 150,
+                   ["schedule.prefill=100", "schedule.eval_every=150",
+                    "schedule.checkpoint_every=50"])
+    store = Store.open(url)
+    jobs = plan(store, [spec], results).jobs
+    view = Recording()
+    ex = Execution(results, url, executor="submitit-local",
+                   slurm=SlurmOptions(gpus_per_job=0, cpus_per_job=1))
+    outcome = slurm.submit(store, jobs, ex, view)
+    assert outcome.states == {jobs[0].run_id: "done"}
+    assert any(e.startswith("submitted 1 job(s)") for e in view.events)
+    (run,) = store.runs("sub")
+    assert run["step"] == 150 and run["launches"] == 1
     assert "OMP_NUM_THREADS=1" in (Path(run["run_dir"]) / "worker.log").read_text()
+    assert view.lefts[0] == Left(0.0, 0, {}, {"ar_prior": 1})  # no done run to pace it yet
+    assert {run["id"]: "job"} in view.wheres  # shown while it ran
+    assert view.lefts[-1].runs == 0 and set(view.lefts[-1].per_run) == {"ar_prior"}
 
 
 def test_a_preempted_submitit_job_is_requeued_and_its_run_resumes(tmp_path: Path) -> None:

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from blast_core.scheduling import eta
 from blast_core.scheduling.jobs import Job
 from blast_core.scheduling.slots import Slot, slot_env
 from blast_core.scheduling.view import LogView, View
+from blast_core.scheduling.watch import Watch
 
 if TYPE_CHECKING:
     from blast_core.store import Store
@@ -90,8 +90,7 @@ class Scheduler:
         self.poll_s, self.grace_s = poll_s, grace_s
         self.pending = collections.deque(jobs)
         self.run_ids = [j.run_id for j in jobs]
-        self._left: tuple[float, eta.Left] | None = None
-        self.left_every_s = 30.0  # the time rows come every log interval; their sums cost
+        self.watch = Watch(store, self.run_ids)
         self.active: dict[int, Active] = {}  # slot index -> run
         self.launches: collections.Counter[str] = collections.Counter()
         self.stop_signal = 0
@@ -115,7 +114,7 @@ class Scheduler:
             if self.active:  # stopped, or an exception: never leave a run without its supervisor
                 self.stop()
             restore()
-            self._refresh()
+            self._refresh(last=True)
             self.view.close()
         return self.states()
 
@@ -233,24 +232,9 @@ class Scheduler:
             act.proc.wait()
         self._reap_finished()
 
-    def _refresh(self) -> None:
-        mine = set(self.run_ids)
-        rows = [r for r in self.store.runs() if r["id"] in mine]
-        latest = self.store.latest_metrics(["eval_score", "steps_per_s", "peak_mem_mb"])
+    def _refresh(self, last: bool = False) -> None:
         where = {a.job.run_id: a.slot.label for a in self.active.values()}
-        self.view.refresh(rows, latest, where, self._time_left(rows, latest))
-
-    def _time_left(self, rows: list[dict], latest: dict[str, dict]) -> eta.Left:
-        """The run time the runs have left, summed from the store at most every `left_every_s`
-        (the loop's time rows come every log interval; the sums read every time row of a run)."""
-        if self._left is None or time.monotonic() - self._left[0] >= self.left_every_s:
-            experiments = {r["experiment"] for r in rows}
-            timed = [r for r in self.store.runs() if r["experiment"] in experiments]
-            totals = {}
-            for name in experiments:
-                totals.update(self.store.metric_totals(eta.TIME_METRICS, experiment=name))
-            self._left = (time.monotonic(), eta.estimate(rows, totals, latest, timed))
-        return self._left[1]
+        self.watch.refresh(self.view, where, last)
 
 
 def _parent_death(signum: int) -> Callable[[], None] | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from blast_core.scheduling.execution import Execution, Outcome, SlurmOptions
 from blast_core.scheduling.jobs import Job, job_configs
 from blast_core.scheduling.local import Scheduler, blast_command
 from blast_core.scheduling.slots import Placement, plan_slots, visible_gpus
+from blast_core.scheduling.watch import Watch
 from blast_core.store import connect
 
 if TYPE_CHECKING:
@@ -145,6 +147,27 @@ def _executor(ex: Execution, opts: SlurmOptions, folder: Path, mem_mib: int) -> 
     return executor
 
 
+POLL_S = 5.0
+"""How often a command that waits on its jobs reads the store to show their runs."""
+
+
+def wait(array: list[Any], watch: Watch, view: View) -> None:
+    """Until every job of `array` has ended, show its runs as the store has them (each running
+    one's slot is its job); then say why any job failed (its runs' states say what happened)."""
+    while not all(job.done() for job in array):
+        running = {r["id"]: r for r in watch.store.runs() if r["id"] in watch.run_ids
+                   and r["status"] == "running"}
+        watch.refresh(view, {k: f"job {r['slurm_job'] or ''}".strip()
+                             for k, r in running.items()})
+        time.sleep(POLL_S)
+    watch.refresh(view, {}, last=True)
+    for job in array:
+        try:
+            job.result()
+        except Exception as e:
+            view.event(f"job {job.job_id}: {str(e).strip().splitlines()[-1][:300]}")
+
+
 def submit(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
     """Submit the runs as one job array; wait for it when asked (or when local)."""
     opts = ex.slurm or SlurmOptions()
@@ -167,11 +190,7 @@ def submit(store: Store, jobs: list[Job], ex: Execution, view: View) -> Outcome:
                f"{math.ceil(mem_mib / 1024)} GiB of host memory each: {shown}; logs in {folder}")
     if ex.executor == "slurm" and not opts.wait:
         return Outcome({j.run_id: "queued" for j in jobs}, submitted=submitted)
-    for job in array:
-        try:
-            job.result()
-        except Exception as e:  # a job that failed: its runs' states say what happened
-            view.event(f"job {job.job_id}: {str(e).strip().splitlines()[-1][:300]}")
+    wait(array, Watch(store, [j.run_id for j in jobs]), view)
     states = {r["id"]: r["status"] for r in store.runs()}
     return Outcome({j.run_id: states.get(j.run_id, "missing") for j in jobs})
 
