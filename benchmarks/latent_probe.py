@@ -174,6 +174,13 @@ def recall(named: torch.Tensor, truth: torch.Tensor, classes: dict) -> dict[str,
             for k, i in classes.items()}
 
 
+def precision(named: torch.Tensor, truth: torch.Tensor,
+              classes: dict) -> dict[str, float | None]:
+    """Per class, the share of the rows named so that are so (None where none is named so): a
+    rare class named often scores a high recall and a low precision."""
+    return recall(truth, named, classes)
+
+
 def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
     # Untrained: the same networks at initialisation, what random features already hold.
     spec, cfg, step, agent = load_agent(run_dir, trained=not untrained)
@@ -195,6 +202,8 @@ def measure(run_dir: Path, n: int, untrained: bool = False) -> dict[str, Any]:
         if target == "front":
             out["front_recall"] = {name: recall(named[name], yte, FRONT)
                                    for name in ("post", "post_mlp")}
+            out["front_precision"] = {name: precision(named[name], yte, FRONT)
+                                      for name in ("post", "post_mlp")}
             out["front_recall"]["share"] = {
                 str(k): float((yte == i).float().mean()) for k, i in FRONT.items()}
     return {"run": run_dir.name, "env": spec.env, "rung": spec.rung, "seed": spec.seed,
@@ -231,6 +240,10 @@ def main() -> None:
         print(f"{'':53}front recall, post / mlp (share of test frames): " + ", ".join(
             f"{k}: {_two(rec['post'][k])} / {_two(rec['post_mlp'][k])} ({rec['share'][k]:.2f})"
             for k in rec["share"]), flush=True)
+        pre = r["front_precision"]
+        print(f"{'':53}front precision, post / mlp: " + ", ".join(
+            f"{k}: {_two(pre['post'][k])} / {_two(pre['post_mlp'][k])}" for k in rec["share"]),
+            flush=True)
     if args.json:
         out = {"length": LENGTH, "burn_in": BURN_IN, "l2": L2, "mlp_width": MLP_WIDTH,
                "mlp_epochs": MLP_EPOCHS, "untrained": args.untrained, "runs": rows}

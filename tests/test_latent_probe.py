@@ -82,3 +82,8 @@ def test_recall_finds_the_rare_class_a_high_accuracy_hides(probe):
                                                                     "c": 0.0}
     named[95:] = 2
     assert probe.recall(named, truth, {"a": 0, "c": 2})["c"] == 0.5
+    # Naming the rare class often finds all of it, and is mostly wrong when it does.
+    named[50:] = 2
+    assert probe.recall(named, truth, {"c": 2})["c"] == 1.0
+    assert probe.precision(named, truth, {"a": 0, "b": 1, "c": 2}) == {"a": 1.0, "b": None,
+                                                                       "c": 0.2}
