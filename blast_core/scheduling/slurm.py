@@ -155,10 +155,10 @@ def wait(array: list[Any], watch: Watch, view: View) -> None:
     """Until every job of `array` has ended, show its runs as the store has them (each running
     one's slot is its job); then say why any job failed (its runs' states say what happened)."""
     while not all(job.done() for job in array):
-        running = {r["id"]: r for r in watch.store.runs() if r["id"] in watch.run_ids
-                   and r["status"] == "running"}
-        watch.refresh(view, {k: f"job {r['slurm_job'] or ''}".strip()
-                             for k, r in running.items()})
+        rows = watch.rows()
+        jobs = {r["id"]: f"job {r['slurm_job'] or ''}".strip() for r in rows
+                if r["status"] == "running"}
+        watch.refresh(view, jobs, rows=rows)
         time.sleep(POLL_S)
     watch.refresh(view, {}, last=True)
     for job in array:

@@ -27,10 +27,14 @@ class Watch:
         the time left is recomputed at most this often."""
         self._left: tuple[float, eta.Left] | None = None
 
-    def refresh(self, view: View, where: dict[str, str], last: bool = False) -> None:
-        """Show the runs; `where` names each active run's slot. The `last` refresh, once the runs
-        have stopped, recomputes the time left."""
-        rows = [r for r in self.store.runs() if r["id"] in self.run_ids]
+    def rows(self) -> list[dict]:
+        return [r for r in self.store.runs() if r["id"] in self.run_ids]
+
+    def refresh(self, view: View, where: dict[str, str], last: bool = False,
+                rows: list[dict] | None = None) -> None:
+        """Show the runs (`rows`, read now when None); `where` names each active run's slot. The
+        `last` refresh, once the runs have stopped, recomputes the time left."""
+        rows = self.rows() if rows is None else rows
         latest = self.store.latest_metrics(SHOWN)
         view.refresh(rows, latest, where, self.left(rows, latest, fresh=last))
 
