@@ -124,7 +124,7 @@ def _standardised(train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Te
 
 
 def fit_and_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                  classes: int) -> torch.Tensor:
+                    classes: int) -> torch.Tensor:
     """Test rows' classes as named by multinomial logistic regression fitted on the training
     rows."""
     train_x, test_x = _standardised(train_x, test_x)
@@ -144,7 +144,7 @@ def fit_and_predict(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.
 
 
 def fit_and_predict_mlp(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                      classes: int) -> torch.Tensor:
+                        classes: int) -> torch.Tensor:
     """Test rows' classes as named by a one-hidden-layer network (MLP_WIDTH ReLU units, Adam,
     MLP_EPOCHS epochs of minibatches of 128, fixed in advance: nothing is chosen on the test
     rows)."""
