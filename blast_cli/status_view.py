@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from blast_core.store import Store
 
 SCORE = "eval_score"
-SPEED = "steps_per_s"
+SPEED = eta.SPEED
 
 
 def row_label(run: dict[str, Any]) -> str:

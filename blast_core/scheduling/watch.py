@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from blast_core.scheduling.view import View
     from blast_core.store import Store
 
-SHOWN = ["eval_score", "steps_per_s", "peak_mem_mb"]
+SHOWN = ["eval_score", eta.SPEED, "peak_mem_mb"]
 """The latest metrics a view shows per run."""
 
 
