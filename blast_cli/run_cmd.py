@@ -28,7 +28,7 @@ from rich.text import Text
 
 from blast_cli import options
 from blast_core.run.sinks import check_backends
-from blast_core.run.spec import Options, RunSpec
+from blast_core.run.spec import Options, RunSpec, device_index
 from blast_core.store import check_destination, db_url, prepare_results_root
 
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
@@ -136,8 +136,11 @@ def run(
     log: options.Log = None,
 ) -> None:
     """Train one run; running the same command again resumes it from its last checkpoint."""
-    process = _process()
+    # Bad input is answered before torch is imported (seconds): the spec and the device's
+    # spelling need no torch, whether that GPU exists does.
     spec = RunSpec.make(env, rung, seed, preset, set_, steps, experiment)
+    device_index(device)
+    process = _process()
     process.check_device(device)
     opts = _options(device, deterministic, threads, no_progress, spec.name, log)
     root, url = check_destination(db, results)

@@ -44,19 +44,42 @@ HEAVY = ("torch", "sqlalchemy", "alembic", "pandas", "matplotlib")
 """Libraries a help text or a usage error must not wait for (each takes tenths of a second)."""
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["status", "--help"],
-                                  ["report", "--help"], ["export", "--help"],
-                                  ["run", "--no-such-flag"]])
-def test_help_and_usage_errors_import_no_heavy_library(args: list[str]) -> None:
-    """`blast --help` once took 1.2 s, most of it SQLAlchemy pulled in by the store's package.
-    The entry point runs in a fresh interpreter, which then lists what it imported."""
+def heavy_imports(args: list[str]) -> tuple[subprocess.CompletedProcess, str]:
+    """Run `blast ARGS` in a fresh interpreter; what it did, and the HEAVY libraries it had
+    imported by its end."""
     probe = ("import sys; from blast_cli.main import main; sys.argv = ['blast', *sys.argv[1:]]\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              f"print('imported:', *sorted(m for m in {HEAVY!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True,
                           timeout=60)
-    assert done.stdout.splitlines()[-1] == "imported:", done.stdout
+    return done, done.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["status", "--help"],
+                                  ["report", "--help"], ["export", "--help"],
+                                  ["run", "--no-such-flag"]])
+def test_help_and_usage_errors_import_no_heavy_library(args: list[str]) -> None:
+    """`blast --help` once took 1.2 s, most of it SQLAlchemy pulled in by the store's package."""
+    done, imported = heavy_imports(args)
+    assert imported == "imported:", done.stdout
     assert "Usage" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rung", "nope"], "unknown rung 'nope'"),
+    (["--rung", "dv2", "--set", "rssm.nope=1"], "rssm.nope"),
+    (["--rung", "dv2", "--device", "tpu"], "use auto, cpu or cuda:K"),
+    (["--rung", "dv2", "--steps", "0"], "--steps must be positive"),
+])
+def test_a_bad_run_is_refused_before_torch_is_imported(args: list[str], message: str,
+                                                       tmp_path) -> None:
+    """`blast run` with a bad rung, key, device or step count once took 4-7 s to say so: it
+    imported torch (and the database) first."""
+    done, imported = heavy_imports(["run", "--env", "minigrid:unmodified", "--seed", "0",
+                                    "--results", str(tmp_path / "r"), *args])
+    assert imported == "imported:", done.stdout
+    assert done.stderr.startswith("error:") and message in done.stderr, done.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_an_unexpected_exception_is_a_bug_report_not_a_user_error(monkeypatch, capsys) -> None:

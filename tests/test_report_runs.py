@@ -18,6 +18,7 @@ from blast_core.report import build, frames, gather
 from blast_core.store import Store, db_url
 
 ENV = "minigrid:unmodified"
+pytestmark = pytest.mark.xdist_group("report_runs")  # one worker makes `tiny_runs`, once
 
 
 def blast(*args: str) -> subprocess.CompletedProcess:

@@ -75,6 +75,11 @@ def weights(root: Path, run_id: str) -> dict[str, torch.Tensor]:
     return Checkpoints(root / run_id / "checkpoints").latest()[1]["agent"]["modules"]
 
 
+ONE_WORKER = pytest.mark.xdist_group("finished_run")
+"""For the tests that read `finished`: in one xdist worker, the run is made once, not once per
+worker (~20 s each)."""
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """One tiny MiniGrid run taken to the end by `blast run --deterministic`."""
@@ -85,6 +90,7 @@ def finished(tmp_path_factory) -> Path:
     return root
 
 
+@ONE_WORKER
 def test_minigrid_run_end_to_end(finished):
     run = store(finished).run(RUN_ID)
     assert run["status"] == "done" and run["step"] == 400 and run["env"] == "minigrid:unmodified"
@@ -105,6 +111,7 @@ def test_minigrid_run_end_to_end(finished):
         "ckpt-0000000300.pt", "ckpt-0000000400.pt"]
 
 
+@ONE_WORKER
 def test_running_a_finished_run_again_changes_nothing(finished, tmp_path):
     root = tmp_path / "again"
     shutil.copytree(finished, root)
@@ -131,6 +138,7 @@ def moved(source: Path, target: Path, tmp_path: Path) -> Path:
     return out
 
 
+@ONE_WORKER
 def test_an_imported_done_run_is_not_run_again_by_its_ladder(finished, tmp_path):
     """The next session's machine: the exported runs imported into a fresh results root, then the
     same ladder command skips them (their folders are on the machine that ran them)."""
@@ -145,6 +153,7 @@ def test_an_imported_done_run_is_not_run_again_by_its_ladder(finished, tmp_path)
     assert not (fresh / RUN_ID).exists()
 
 
+@ONE_WORKER
 def test_an_imported_unfinished_run_starts_again_here_and_ends_as_it_would_have(finished,
                                                                                 tmp_path):
     """An export taken while a run was at step 200 of 400, imported on a machine without its
@@ -201,6 +210,7 @@ def test_dmc_run_end_to_end(tmp_path):
     assert {"model_loss", "actor_loss"} <= set(rows.name)
 
 
+@ONE_WORKER
 def test_a_run_continued_on_another_device_says_so(finished, tmp_path):
     root = tmp_path / "moved"
     shutil.copytree(finished, root)
@@ -211,6 +221,7 @@ def test_a_run_continued_on_another_device_says_so(finished, tmp_path):
     assert store(root).run(RUN_ID)["device"] == "cpu"
 
 
+@ONE_WORKER
 def test_sigkill_after_a_checkpoint_then_resume_equals_an_uninterrupted_run(finished, tmp_path):
     proc = start(tmp_path, "run", *MINIGRID, "--deterministic")
     wait_for_checkpoint(tmp_path / RUN_ID / "checkpoints", proc)
@@ -285,6 +296,7 @@ def test_a_second_stop_signal_as_the_run_stops_leaves_it_interrupted(tmp_path):
     assert 60 <= run["step"] < 150
 
 
+@ONE_WORKER
 def test_truncated_checkpoint_falls_back_to_the_previous_one(finished, tmp_path):
     root = tmp_path / "damaged"
     shutil.copytree(finished, root)
@@ -307,6 +319,7 @@ def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert [s for s, _ in paths] == [100]
 
 
+@ONE_WORKER
 def test_a_full_disk_fails_the_run_with_its_reason_and_resume_loses_nothing(
         finished, tmp_path, small_disk):
     """The results root on a disk with room for two and a half checkpoints: the run stops at a
@@ -334,6 +347,7 @@ def test_a_full_disk_fails_the_run_with_its_reason_and_resume_loses_nothing(
     assert rows.reset_index(drop=True).equals(metric_rows(finished, RUN_ID))
 
 
+@ONE_WORKER
 def test_a_read_only_results_root_is_one_line_and_writes_nothing(finished, small_disk):
     read_only = small_disk(1024, read_only=True)
     db = f"sqlite:///{finished / 'blast.db'}"
@@ -411,6 +425,7 @@ def test_run_identity():
     assert RunSpec.from_dict(c.to_dict()) == c
 
 
+@ONE_WORKER
 def test_a_run_of_an_older_blast_goes_on_with_how_it_executed(finished, tmp_path):
     # As an older blast wrote it: before `replay.mmap` existed, when `cuda_graphs` was off by
     # default. Neither changes what the run computes, so `blast run` goes on with its values.
@@ -430,6 +445,7 @@ def test_a_run_of_an_older_blast_goes_on_with_how_it_executed(finished, tmp_path
     assert metric_rows(root, RUN_ID).equals(metric_rows(finished, RUN_ID))
 
 
+@ONE_WORKER
 def test_a_changed_config_is_refused_rather_than_mixed(finished, tmp_path):
     root = tmp_path / "changed"
     shutil.copytree(finished, root)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -31,7 +30,15 @@ from blast_core.run.loop import (
     train,
 )
 from blast_core.run.sinks import RunInfo, make_sinks, recorded_backends
-from blast_core.run.spec import Options, RunError, RunSpec, load_spec, prepare, run_directory
+from blast_core.run.spec import (
+    Options,
+    RunError,
+    RunSpec,
+    device_index,
+    load_spec,
+    prepare,
+    run_directory,
+)
 from blast_core.store import StoreError, connect
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
@@ -174,14 +181,11 @@ def check_device(device: str) -> str:
     cpu); a one-line error otherwise."""
     if device == "auto":
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
+    index = device_index(device)
+    if index is None:
         return device
-    match = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if not match:
-        raise RunError(f"bad --device {device!r}: use auto, cpu or cuda:K")
     if not torch.cuda.is_available():
         raise RunError(f"--device {device}: no CUDA GPU is visible to torch")
-    index = int(match.group(1) or 0)
     if index >= torch.cuda.device_count():
         raise RunError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible")
     return f"cuda:{index}"

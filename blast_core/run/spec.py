@@ -43,6 +43,18 @@ class RunError(BlastError):
     """A run that cannot be started or resumed as asked."""
 
 
+
+def device_index(device: str) -> int | None:
+    """The GPU a `--device` value names (`cuda` is `cuda:0`), None for `cpu` and `auto`; a
+    one-line RunError for anything else. Only the spelling: whether that GPU exists is
+    `process.check_device`'s question, which needs torch."""
+    if device in ("auto", "cpu"):
+        return None
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if not match:
+        raise RunError(f"bad --device {device!r}: use auto, cpu or cuda:K")
+    return int(match.group(1) or 0)
+
 @dataclass(frozen=True)
 class RunSpec:
     """What a run is: everything that goes into its name and its config."""
