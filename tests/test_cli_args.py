@@ -153,3 +153,11 @@ def test_an_option_group_is_declared_once_and_reaches_the_command_gathered() -> 
         options.with_groups(where)(lambda threads=None, where=None: None)
     with pytest.raises(TypeError, match="not taken"):
         options.with_groups(where)(lambda name="x": None)
+
+
+def test_resuming_a_run_that_is_not_there_is_refused_before_torch_is_imported(tmp_path) -> None:
+    """`blast resume` checks every id it is given (a folder here, or a run the database knows)
+    before it imports torch and trains any of them."""
+    done, imported = heavy_imports(["resume", "default/nope", "--results", str(tmp_path)])
+    assert "torch" not in imported.split(), done.stdout
+    assert done.stderr.startswith("error: no run 'default/nope'"), done.stderr

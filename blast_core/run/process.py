@@ -35,11 +35,11 @@ from blast_core.run.spec import (
     RunError,
     RunSpec,
     device_index,
-    load_spec,
+    locate_run,
     prepare,
     run_directory,
 )
-from blast_core.store import StoreError, connect
+from blast_core.store import connect
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 """Signals that make a run checkpoint and stop. SLURM signals every process of a job step, so
@@ -63,43 +63,9 @@ def start(spec: RunSpec, root: Path, db: str, options: Options) -> str:
 def resume(run_id: str, root: Path, db: str, options: Options) -> str:
     """`blast resume RUN`: continue a run from its last checkpoint with its stored config. A run
     the store knows but whose folder is on another machine (imported) starts again here."""
-    run_id = run_id.strip("/")
-    if not (run_directory(root, run_id) / "run.json").exists():
-        _adopt(run_id, root, db, options)
-    spec, cfg = load_spec(root, run_id)
+    spec, cfg = locate_run(run_id, root, db, options.say)
     check_device(options.device)
     return execute(spec, cfg, root, db, options)
-
-
-def _adopt(run_id: str, root: Path, db: str, options: Options) -> None:
-    """The folder of a run the store describes but that ran elsewhere (`blast import`), made
-    from its row as the scheduler makes a queued run's (`prepare`): with no checkpoint here it
-    starts from its first step, and its imported rows are replaced as it goes. Nothing happens
-    for a run the store does not know (`load_spec` then says there is none)."""
-    try:
-        with connect(db, existing=True) as store:
-            row = store.run(run_id)
-    except StoreError:  # no database here either: `load_spec` says there is no such run
-        return
-    if row is None:
-        return
-    there = Path(row["run_dir"] or "")
-    if row["run_dir"] and (there / "run.json").exists():  # here after all, under another root
-        root_there = there.parents[len(Path(run_id).parts) - 1]
-        raise RunError(f"{run_id} lives under {root_there}, not {root}: resume it with "
-                       f"--results {root_there}")
-    if row["status"] == "done":
-        raise RunError(f"{run_id} is done (on {row['host'] or 'another machine'}, whose "
-                       f"{row['run_dir']} holds its folder): nothing to resume")
-    spec = RunSpec.make(row["env"], row["rung"], row["seed"], row["preset"],
-                        [f"{k}={v}" for k, v in (row["overrides"] or {}).items()],
-                        row["steps"], row["experiment"])
-    if spec.run_id != run_id:
-        raise RunError(f"the store's description of {run_id} names another run ({spec.run_id})")
-    prepare(spec, root, options.say)
-    host = row["host"] or "another machine"
-    options.say(f"note: {run_id} has no folder under {root} (it ran on {host} up to step "
-                f"{row['step']}): it starts again here from its first step")
 
 
 def execute(spec: RunSpec, cfg: C.Config, root: Path, db: str, options: Options,

@@ -32,6 +32,7 @@ from blast_core.config import tree as T
 from blast_core.envs import check_inputs
 from blast_core.errors import BlastError
 from blast_core.files import write_text
+from blast_core.store import connect
 
 if TYPE_CHECKING:
     from blast_core.run.loop import Progress
@@ -172,6 +173,48 @@ def prepare(spec: RunSpec, root: Path, say: Callable[[str], None] = print) -> C.
         write_text(directory / "run.json", json.dumps(spec.to_dict(), indent=2) + "\n")
         write_text(stored, T.to_yaml(cfg))
     return cfg
+
+
+def locate_run(run_id: str, root: Path, db: str,
+               say: Callable[[str], None] = print) -> tuple[RunSpec, C.Config]:
+    """The spec and stored config of a run to resume (`blast resume RUN`): its folder under
+    `root`, or for a run the store knows whose folder is on another machine (`blast import`),
+    one made here now. Without torch, so that a run id that names nothing is answered at once."""
+    run_id = run_id.strip("/")
+    if not (run_directory(root, run_id) / "run.json").exists():
+        _adopt(run_id, root, db, say)
+    return load_spec(root, run_id)
+
+
+def _adopt(run_id: str, root: Path, db: str, say: Callable[[str], None]) -> None:
+    """The folder of a run the store describes but that ran elsewhere (`blast import`), made
+    from its row as the scheduler makes a queued run's (`prepare`): with no checkpoint here it
+    starts from its first step, and its imported rows are replaced as it goes. Nothing happens
+    for a run the store does not know (`load_spec` then says there is none)."""
+    try:
+        with connect(db, existing=True) as store:
+            row = store.run(run_id)
+    except BlastError:  # StoreError, no database here either: `load_spec` says there is no run
+        return
+    if row is None:
+        return
+    there = Path(row["run_dir"] or "")
+    if row["run_dir"] and (there / "run.json").exists():  # here after all, under another root
+        root_there = there.parents[len(Path(run_id).parts) - 1]
+        raise RunError(f"{run_id} lives under {root_there}, not {root}: resume it with "
+                       f"--results {root_there}")
+    if row["status"] == "done":
+        raise RunError(f"{run_id} is done (on {row['host'] or 'another machine'}, whose "
+                       f"{row['run_dir']} holds its folder): nothing to resume")
+    spec = RunSpec.make(row["env"], row["rung"], row["seed"], row["preset"],
+                        [f"{k}={v}" for k, v in (row["overrides"] or {}).items()],
+                        row["steps"], row["experiment"])
+    if spec.run_id != run_id:
+        raise RunError(f"the store's description of {run_id} names another run ({spec.run_id})")
+    prepare(spec, root, say)
+    host = row["host"] or "another machine"
+    say(f"note: {run_id} has no folder under {root} (it ran on {host} up to step "
+                f"{row['step']}): it starts again here from its first step")
 
 
 def load_spec(root: Path, run_id: str) -> tuple[RunSpec, C.Config]:
