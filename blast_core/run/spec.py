@@ -44,7 +44,6 @@ class RunError(BlastError):
     """A run that cannot be started or resumed as asked."""
 
 
-
 def device_index(device: str) -> int | None:
     """The GPU a `--device` value names (`cuda` is `cuda:0`), None for `cpu` and `auto`; a
     one-line RunError for anything else. Only the spelling: whether that GPU exists is
@@ -55,6 +54,7 @@ def device_index(device: str) -> int | None:
     if not match:
         raise RunError(f"bad --device {device!r}: use auto, cpu or cuda:K")
     return int(match.group(1) or 0)
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -214,7 +214,7 @@ def _adopt(run_id: str, root: Path, db: str, say: Callable[[str], None]) -> None
     prepare(spec, root, say)
     host = row["host"] or "another machine"
     say(f"note: {run_id} has no folder under {root} (it ran on {host} up to step "
-                f"{row['step']}): it starts again here from its first step")
+        f"{row['step']}): it starts again here from its first step")
 
 
 def load_spec(root: Path, run_id: str) -> tuple[RunSpec, C.Config]:
