@@ -28,7 +28,7 @@ from rich.text import Text
 
 from blast_cli import options
 from blast_core.run.sinks import check_backends
-from blast_core.run.spec import Options, RunSpec, device_index, locate_run
+from blast_core.run.spec import Options, RunSpec, device_index, locate_run, say_stderr
 from blast_core.store import check_destination, db_url, prepare_results_root
 
 EXIT_CODES = {"done": 0, "failed": 1, "interrupted": 3}
@@ -157,7 +157,7 @@ def resume_ids(run_ids: list[str], *, device: str, deterministic: bool, results:
     check_backends(log or [])
     root = prepare_results_root(results, create=False)  # a run to resume is already there
     for run_id in run_ids:  # every id checked before torch is imported and anything trains
-        locate_run(run_id, root, db_url(db, root), Options().say)
+        locate_run(run_id, root, db_url(db, root), say_stderr)
     process = _process()
     worst = 0
     for run_id in run_ids:

@@ -56,6 +56,11 @@ def device_index(device: str) -> int | None:
     return int(match.group(1) or 0)
 
 
+def say_stderr(message: str) -> None:
+    """Where a run's notes go unless told otherwise: stderr, at once."""
+    print(message, file=sys.stderr, flush=True)
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """What a run is: everything that goes into its name and its config."""
@@ -128,7 +133,7 @@ class Options:
     threads: int | None = None
     progress: Callable[[int, int], Progress] | None = None
     """Makes a progress display from (total steps, current step); None shows nothing."""
-    say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)
+    say: Callable[[str], None] = say_stderr
     """Where notes and the end of the run are said (stderr)."""
     graph_behavior: bool = False
     """`Runtime.graph_behavior` (the CLI reads `BLAST_GRAPH_BEHAVIOR`)."""
