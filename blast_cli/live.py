@@ -32,7 +32,7 @@ def _row_key(row: dict) -> tuple:
 
 
 def time_left(row: dict, steps_per_s: float | None) -> str | None:
-    """A running run's time to its last step at its latest logged speed ("1h05m", "12m"); None
+    """A running run's time to its last step at `steps_per_s` ("1h05m", "12m"; `eta.steady`); None
     before its prefill ends (random steps run far faster than training ones) or with no speed."""
     schedule = (row.get("config") or {}).get("schedule") or {}
     total, step = schedule.get("steps"), row.get("step") or 0

@@ -143,7 +143,8 @@ def status_tables(store: Store, experiment: str | None = None) -> list[tuple[str
     for name in [experiment] if experiment else names:
         runs = store.runs(name)
         if runs:
-            latest = store.latest_metrics([SCORE, SPEED], experiment=name)
+            latest = eta.steady(runs, store.latest_metrics([SCORE, SPEED], experiment=name),
+                                store.recent_metric(SPEED, eta.RECENT, experiment=name))
             totals = store.metric_totals(eta.TIME_METRICS, experiment=name)
             parts = [counts_line(runs), left_line(eta.estimate(runs, totals, latest)),
                      options_legend(runs), failure_lines(runs), slurm_lines(runs)]

@@ -599,15 +599,21 @@ def test_status_says_the_run_time_left_from_the_time_done_runs_took(tmp_path: Pa
             if seed == 0 and at == 2000:  # stopped past its checkpoint at 2000, then resumed:
                 store.append_metrics(spec.run_id, [(2500, 2500, "time_update_s", 9e9)])
                 store.truncate_metrics(spec.run_id, 2000)  # the resume drops the rows after it
-        if state == "running":
-            store.append_metrics(spec.run_id, [(2600, 2600, "steps_per_s", 0.5)])
+        if state == "running":  # its speed windows: the one ending at the prefill pretrained
+            store.append_metrics(spec.run_id, [(at, at, "steps_per_s", v) for at, v in
+                                               ((1000, 0.01), (2200, 0.5), (2400, 1.0),
+                                                (2600, 0.5))])
         store.heartbeat(spec.run_id, step)
-    (_, _, footer), = S.status_tables(store, "eta")
+    (_, table, footer), = S.status_tables(store, "eta")
     # Paces 2 and 3 s a training step (median 2.5): the interrupted run 1000 steps x 2.5, the
-    # running one 400 steps at its own 0.5 a second, the queued dv2 run 2000 x 2.5: 8300 s.
+    # running one 400 steps at its own recent pace (600 steps in 1000 s: 0.6 a second, where
+    # its last window alone says 0.5), the queued dv2 run 2000 x 2.5: 8167 s.
     assert footer.plain.splitlines()[1] == (
-        "left: ~2h18m of run time for 3 runs (a done run took: dv2 1h23m); "
+        "left: ~2h16m of run time for 3 runs (a done run took: dv2 1h23m); "
         "not yet timed (no done run of the rung): 2 bn")  # a failed run is run again
+    console = Console(width=200, record=True)
+    console.print(table)
+    assert "running 87% ~11m left" in console.export_text()
     for seed in (0, 1):
         store.set_status(RunSpec.make(ENVS[0], "bn", seed, "tiny", experiment="eta").run_id,
                          "cancelled")

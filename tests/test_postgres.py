@@ -26,6 +26,7 @@ def test_store_api_on_postgres(pg_url: str) -> None:
     store.append_metrics(run, [(s, s, "time_update_s", s / 10) for s in (10, 20)])
     assert store.metric_totals(["time_update_s", "kl"], experiment="exp") == {
         run: {"time_update_s": 3.0}}  # kl's one row is non-finite: stored NULL, no sum
+    assert store.recent_metric("time_update_s", 1, experiment="exp") == {run: [(20, 2.0)]}
     assert not store.set_status(run, "crashed", expect=["queued"])
     assert store.truncate_metrics(run, after_step=0) == 4
     store.set_status(run, "done")

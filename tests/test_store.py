@@ -119,6 +119,9 @@ def test_metrics_truncate_latest_and_frame(url: str) -> None:
 
     assert store.metric_totals(["eval_score"], experiment="exp") == {
         a: {"eval_score": 6.0}, b: {"eval_score": -1.0}}
+    assert store.recent_metric("eval_score", 2, experiment="exp") == {
+        a: [(300, 3.0), (200, 2.0)], b: [(100, -1.0)]}  # newest first; b has only one
+    assert store.recent_metric("model_loss", 5) == {}  # its one row is non-finite
     assert store.truncate_metrics(a, after_step=200) == 2
     assert store.metric_totals(["eval_score", "model_loss"])[a] == {"eval_score": 3.0}
     frame = store.metrics_frame("exp", names=["eval_score"])

@@ -381,6 +381,26 @@ class Store:
                     out.setdefault(run_id, {})[name] = float(total)
         return out
 
+    def recent_metric(
+        self, name: str, count: int, experiment: str | None = None
+    ) -> dict[str, list[tuple[int, float]]]:
+        """{run_id: (step, value) of the run's last `count` finite rows of metric `name`, newest
+        first} (a running run's last few speed windows, which one window alone swings with the
+        machine's load)."""
+        recent = select(Metric.run_id, Metric.step, Metric.value, func.row_number().over(
+            partition_by=Metric.run_id, order_by=Metric.step.desc()).label("age")).where(
+            Metric.name == name, Metric.value.is_not(None))
+        if experiment is not None:
+            recent = recent.join(Run, Run.id == Metric.run_id).where(Run.experiment == experiment)
+        recent = recent.subquery()
+        query = (select(recent.c.run_id, recent.c.step, recent.c.value)
+                 .where(recent.c.age <= count).order_by(recent.c.run_id, recent.c.age))
+        out: dict[str, list[tuple[int, float]]] = {}
+        with self._read.connect() as conn:
+            for run_id, step, value in conn.execute(query):
+                out.setdefault(run_id, []).append((int(step), float(value)))
+        return out
+
     def latest_metrics(
         self, names: Sequence[str], experiment: str | None = None
     ) -> dict[str, dict[str, float | None]]:
