@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import deque
 from types import ModuleType
 from typing import Annotated
 
@@ -72,24 +73,31 @@ class PlainProgress:
     `every` seconds (default 60, $BLAST_PROGRESS_SECONDS) with the step, speed, last score and
     ETA. A run shorter than that prints none."""
 
+    WINDOW = 5
+    """Lines the speed is measured over: long enough to smooth a busy minute, short enough that
+    the random prefill's fast steps leave the ETA a few lines into training."""
+
     def __init__(self, label: str, total: int, every: float | None = None) -> None:
         self.label, self.total = label, total
         self.every = every if every is not None else float(
             os.environ.get("BLAST_PROGRESS_SECONDS", "60"))
-        self.start = self.last = time.monotonic()
-        self.first_step: int | None = None
+        self.last = time.monotonic()
+        self.marks: deque[tuple[float, int]] = deque(maxlen=self.WINDOW + 1)
+        """(time, step) at the first update and at each line since."""
         self.score: float | None = None
 
     def update(self, step: int, score: float | None) -> None:
         now = time.monotonic()
-        if self.first_step is None:
-            self.first_step, self.start = step, now
+        if not self.marks:
+            self.marks.append((now, step))
         if score is not None:
             self.score = score
         if now - self.last < self.every:
             return
         self.last = now
-        rate = (step - self.first_step) / max(now - self.start, 1e-9)
+        since, first = self.marks[0]
+        self.marks.append((now, step))
+        rate = (step - first) / max(now - since, 1e-9)
         eta = f"{(self.total - step) / rate / 60:.0f} min" if rate > 0 else "-"
         score_text = "-" if self.score is None else f"{self.score:.2f}"
         print(f"{time.strftime('%H:%M:%S')} {self.label}: step {step}/{self.total} "

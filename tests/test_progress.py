@@ -18,6 +18,20 @@ def test_plain_lines_name_the_step_speed_score_and_eta(capsys) -> None:
     assert "score -" in lines[1]  # no evaluation yet
 
 
+def test_the_speed_is_the_last_few_lines_so_the_prefill_leaves_the_eta(capsys, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(run_cmd.time, "monotonic", lambda: clock[0])
+    bar = run_cmd.PlainProgress("dv2 s0", total=35000, every=60)
+    bar.update(0, None)
+    for minute in range(1, 12):  # 10,000 random steps in the first minute, then 1 a second
+        clock[0] = 60.0 * minute
+        bar.update(10000 + 60 * (minute - 1), None)
+    speeds = [float(re.search(r"([\d.]+) steps/s", line)[1])
+              for line in capsys.readouterr().err.splitlines()]
+    assert speeds[0] == 166.7 and speeds[4] > 30  # the prefill still in the window
+    assert speeds[-1] == 1.0 and speeds[-5:] == [1.0] * 5  # 5 lines on, only training's pace
+
+
 def test_lines_come_at_most_once_per_interval(capsys) -> None:
     bar = run_cmd.PlainProgress("x", total=10, every=3600)
     for step in range(10):
