@@ -216,13 +216,22 @@ def run_recipe(
     experiment: Annotated[
         str | None, typer.Option("--experiment", help="Override the recipe's experiment.")
     ] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", help="Only this env of the recipe's (repeatable).")] = None,
+    rungs: Annotated[list[str] | None, typer.Option(
+        "--rungs", help="Only these of the recipe's rungs (--rungs dv2,ar_prior).")] = None,
+    seed: Annotated[list[int] | None, typer.Option(
+        "--seed", help="Only this seed of the recipe's (repeatable).")] = None,
     yes: Yes = False,
     placement_options: SimpleNamespace | None = None,
     slurm_options: SimpleNamespace | None = None,
 ) -> None:
-    """Run every run a recipe names (checked in full before anything is written)."""
+    """Run every run a recipe names (checked in full before anything is written), or the part
+    that --env, --rungs and --seed choose: running the recipe again runs the rest."""
     loaded = recipes.load(recipe)
-    specs = recipes.specs(loaded, experiment)
+    chosen = recipes.narrow(loaded, env or (), options.rung_list(rungs) if rungs else (),
+                            seed or ())
+    specs = recipes.specs(chosen, experiment)
     assert placement_options is not None  # with_groups passes it
     ex = _execution(placement_options, slurm_options, log=loaded.log)
     _run(specs, ex, yes, placement_options, recipe=loaded.text)

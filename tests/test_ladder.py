@@ -415,6 +415,34 @@ def test_shipped_recipes_load_with_the_papers_grids() -> None:
     assert logged.log == ("tensorboard",) and sizes["figure3"].log == ()
 
 
+def test_run_recipe_runs_the_part_its_options_choose(tmp_path: Path, capsys) -> None:
+    text = (f"experiment: part\nenvs: [{ENVS[0]}, {ENVS[1]}]\nrungs: [dv2, ar_prior]\n"
+            "seeds: 2\npreset: tiny\n")
+    recipe = recipes.parse(text)
+    part = recipes.narrow(recipe, envs=[ENVS[1]], rungs=["ar_prior"], seeds=[1])
+    (chosen,) = recipes.specs(part)
+    assert (chosen.env, chosen.rung, chosen.seed) == (ENVS[1], "ar_prior", 1)
+    assert recipes.narrow(recipe, rungs=["ar_prior", "dv2"]).rungs == ("dv2", "ar_prior")
+    assert recipes.narrow(recipe) == recipe and part.text == recipe.text  # stored as written
+
+    path = tmp_path / "part.yaml"
+    path.write_text(text)
+    results, url, loc = where(tmp_path)
+    store = Store.open(url)  # the chosen run is done: the command has nothing to launch
+    store.upsert_run(chosen.run_id, experiment="part", env=chosen.env, rung=chosen.rung,
+                     seed=1, preset="tiny", config={}, run_dir=str(results / chosen.run_id))
+    store.set_status(chosen.run_id, "done")
+    code, _, err = blast_here(capsys, "run-recipe", path, "--env", ENVS[1], "--rungs",
+                              "ar_prior", "--seed", 1, "--no-progress", *loc)
+    assert code == 0, err
+    assert "part: 1 runs, 1 done, 0 to run" in err
+    assert [r["id"] for r in store.runs("part")] == [chosen.run_id]
+    before = dump(url)
+    code, _, err = blast_here(capsys, "run-recipe", path, "--seed", 0, "--seed", 2, *loc)
+    assert code == 2 and err == "error: --seed 2: not in the recipe's seeds (0, 1)\n"
+    assert dump(url) == before
+
+
 BAD_RECIPES = {
     "unknown key": ("experiment: x\nenvs: [minigrid:unmodified]\nseed: 3\n", "unknown key"),
     "unknown env": ("experiment: x\nenvs: [minigrid:nope]\n", "unknown env id"),

@@ -16,7 +16,8 @@ raises a one-line RecipeError before anything is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,24 @@ def load(path: str | Path) -> Recipe:
     except UnicodeDecodeError:
         raise RecipeError(f"recipe {str(path)!r} is not a text (UTF-8 YAML) file") from None
     return parse(text, str(path))
+
+
+def narrow(recipe: Recipe, envs: Sequence[str] = (), rungs: Sequence[str] = (),
+           seeds: Sequence[int] = ()) -> Recipe:
+    """The recipe restricted to some of its envs, rungs and seeds (`run-recipe --env --rungs
+    --seed`: which cells a few cores fill first; the rest runs when the recipe runs whole). An
+    empty choice keeps all; one the recipe does not name is an error that lists what it does."""
+    picks: dict[str, tuple] = {}
+    for key, flag, asked in (("envs", "--env", envs), ("rungs", "--rungs", rungs),
+                             ("seeds", "--seed", seeds)):
+        have = getattr(recipe, key)
+        missing = [str(a) for a in dict.fromkeys(asked) if a not in have]
+        if missing:
+            raise RecipeError(f"{flag} {', '.join(missing)}: not in the recipe's {key} "
+                              f"({', '.join(map(str, have))})")
+        if asked:
+            picks[key] = tuple(a for a in have if a in asked)  # the recipe's order
+    return replace(recipe, **picks)
 
 
 def specs(recipe: Recipe, experiment: str | None = None) -> list[RunSpec]:
