@@ -220,21 +220,30 @@ def run_recipe(
         "--env", "-e", help="Only this env of the recipe's (repeatable).")] = None,
     rungs: Annotated[list[str] | None, typer.Option(
         "--rungs", help="Only these of the recipe's rungs (--rungs dv2,ar_prior).")] = None,
-    seed: Annotated[list[int] | None, typer.Option(
-        "--seed", help="Only this seed of the recipe's (repeatable).")] = None,
+    seed: Annotated[list[str] | None, typer.Option(
+        "--seed", help="Only these of the recipe's seeds (--seed 0,2 or repeated).")] = None,
     yes: Yes = False,
     placement_options: SimpleNamespace | None = None,
     slurm_options: SimpleNamespace | None = None,
 ) -> None:
-    """Run every run a recipe names (checked in full before anything is written), or the part
-    that --env, --rungs and --seed choose: running the recipe again runs the rest."""
+    """Run every run a recipe names (checked in full before anything is written).
+
+    --env, --rungs and --seed run a part of it first; the recipe run again runs the rest."""
     loaded = recipes.load(recipe)
     chosen = recipes.narrow(loaded, env or (), options.rung_list(rungs) if rungs else (),
-                            seed or ())
+                            _seed_list(seed or []))
     specs = recipes.specs(chosen, experiment)
     assert placement_options is not None  # with_groups passes it
     ex = _execution(placement_options, slurm_options, log=loaded.log)
     _run(specs, ex, yes, placement_options, recipe=loaded.text)
+
+
+def _seed_list(values: list[str]) -> tuple[int, ...]:
+    """`--seed 0,2` or `--seed 0 --seed 2` -> (0, 2)."""
+    texts = [t.strip() for text in values for t in text.split(",") if t.strip()]
+    if not all(t.isdigit() for t in texts) or (values and not texts):
+        raise BlastError(f"--seed takes seeds >= 0 (--seed 0,2), got {', '.join(values)!r}")
+    return tuple(int(t) for t in texts)
 
 
 @options.with_groups(placement_options)

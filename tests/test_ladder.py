@@ -438,8 +438,10 @@ def test_run_recipe_runs_the_part_its_options_choose(tmp_path: Path, capsys) -> 
     assert "part: 1 runs, 1 done, 0 to run" in err
     assert [r["id"] for r in store.runs("part")] == [chosen.run_id]
     before = dump(url)
-    code, _, err = blast_here(capsys, "run-recipe", path, "--seed", 0, "--seed", 2, *loc)
+    code, _, err = blast_here(capsys, "run-recipe", path, "--seed", "0,2", *loc)
     assert code == 2 and err == "error: --seed 2: not in the recipe's seeds (0, 1)\n"
+    code, _, err = blast_here(capsys, "run-recipe", path, "--seed", "x", *loc)
+    assert code == 2 and "--seed takes seeds >= 0" in err
     assert dump(url) == before
 
 
