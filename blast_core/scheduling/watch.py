@@ -35,8 +35,10 @@ class Watch:
         """Show the runs (`rows`, read now when None); `where` names each active run's slot. The
         `last` refresh, once the runs have stopped, recomputes the time left."""
         rows = self.rows() if rows is None else rows
-        latest = eta.steady(rows, self.store.latest_metrics(SHOWN),
-                            self.store.recent_metric(eta.SPEED, eta.RECENT))
+        recent: dict[str, list[tuple[int, float]]] = {}
+        for name in {r["experiment"] for r in rows}:
+            recent.update(self.store.recent_metric(eta.SPEED, eta.RECENT, experiment=name))
+        latest = eta.steady(rows, self.store.latest_metrics(SHOWN), recent)
         view.refresh(rows, latest, where, self.left(rows, latest, fresh=last))
 
     def left(self, rows: list[dict], latest: dict[str, dict], fresh: bool = False) -> eta.Left:
