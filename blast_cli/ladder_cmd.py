@@ -231,19 +231,11 @@ def run_recipe(
     --env, --rungs and --seed run a part of it first; the recipe run again runs the rest."""
     loaded = recipes.load(recipe)
     chosen = recipes.narrow(loaded, env or (), options.rung_list(rungs) if rungs else (),
-                            _seed_list(seed or []))
+                            options.seed_list(seed) if seed else ())
     specs = recipes.specs(chosen, experiment)
     assert placement_options is not None  # with_groups passes it
     ex = _execution(placement_options, slurm_options, log=loaded.log)
     _run(specs, ex, yes, placement_options, recipe=loaded.text)
-
-
-def _seed_list(values: list[str]) -> tuple[int, ...]:
-    """`--seed 0,2` or `--seed 0 --seed 2` -> (0, 2)."""
-    texts = [t.strip() for text in values for t in text.split(",") if t.strip()]
-    if not all(t.isdigit() for t in texts) or (values and not texts):
-        raise BlastError(f"--seed takes seeds >= 0 (--seed 0,2), got {', '.join(values)!r}")
-    return tuple(int(t) for t in texts)
 
 
 @options.with_groups(placement_options)

@@ -60,13 +60,27 @@ Rungs = Annotated[
 ]
 
 
+def _items(values: list[str]) -> tuple[str, ...]:
+    """A list option's items, comma-separated or repeated: a repeated option must not keep only
+    its last value."""
+    return tuple(item.strip() for text in values for item in text.split(",") if item.strip())
+
+
 def rung_list(values: list[str]) -> tuple[str, ...]:
-    """`--rungs dv2,bn` or `--rungs dv2 --rungs bn` -> ("dv2", "bn"): a repeated option must not
-    keep only its last value. The names are checked where they are used."""
-    names = tuple(r.strip() for text in values for r in text.split(",") if r.strip())
+    """`--rungs dv2,bn` or `--rungs dv2 --rungs bn` -> ("dv2", "bn"). The names are checked
+    where they are used."""
+    names = _items(values)
     if not names:
         raise BlastError("--rungs names no rung")
     return names
+
+
+def seed_list(values: list[str]) -> tuple[int, ...]:
+    """`--seed 0,2` or `--seed 0 --seed 2` -> (0, 2)."""
+    texts = _items(values)
+    if not texts or not all(t.isdigit() for t in texts):
+        raise BlastError(f"--seed takes seeds >= 0 (--seed 0,2), got {', '.join(values)!r}")
+    return tuple(int(t) for t in texts)
 
 
 def runtime_switches() -> dict[str, bool]:
